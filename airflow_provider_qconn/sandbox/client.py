@@ -1,0 +1,74 @@
+"""A client for the sandbox's control API (reset, seed, faults, clock, journal, stored state)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+
+class SandboxControl:
+    """Drive a running sandbox from tests, benchmarks and the demo."""
+
+    def __init__(self, url: str, verify: str | bool = True) -> None:
+        self._http = httpx.Client(base_url=f"{url}/_sandbox", verify=verify, timeout=30)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._http.request(method, path, **kwargs)
+        response.raise_for_status()
+        return response.json()
+
+    def health(self) -> bool:
+        return self._call("GET", "/health")["status"] == "ok"
+
+    def reset(self, defaults: bool = True) -> None:
+        """Forget everything and re-seed the default cast (mailboxes, app, Twilio account, templates)."""
+        self._call("POST", "/reset", json={"defaults": defaults})
+
+    def seed(self, **sections: list[dict[str, Any]]) -> None:
+        """Add mailboxes, apps, refresh_tokens, accounts, templates or numbers."""
+        self._call("POST", "/seed", json=sections)
+
+    def settings(self, **values: Any) -> dict[str, Any]:
+        """Read, or change, settings: status_delays, twilio_max_concurrency, graph_mailbox_concurrency,
+        latency ({service: seconds}), access_token_lifetime, refresh_token_lifetime."""
+        return self._call("POST", "/settings", json=values) if values else self._call("GET", "/settings")
+
+    def advance_clock(self, seconds: float) -> float:
+        """Move the sandbox clock forward (message statuses, token expiry) and return its time."""
+        return float(self._call("POST", "/clock", json={"advance": seconds})["now"])
+
+    def add_fault(self, **rule: Any) -> int:
+        """Add a fault rule (see ``airflow_provider_qconn.sandbox.control``) and return its id."""
+        return int(self._call("POST", "/faults", json=rule)["id"])
+
+    def faults(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/faults")["faults"])
+
+    def clear_faults(self) -> None:
+        self._call("DELETE", "/faults")
+
+    def journal(self, service: str | None = None, since: int = 0) -> list[dict[str, Any]]:
+        """Every API request so far (secrets redacted), oldest first."""
+        params: dict[str, Any] = {"since": since}
+        if service:
+            params["service"] = service
+        return list(self._call("GET", "/journal", params=params)["entries"])
+
+    def clear_journal(self) -> None:
+        self._call("DELETE", "/journal")
+
+    def mailbox_events(self, mailbox: str) -> list[dict[str, Any]]:
+        """The events stored in a mailbox, Deleted Items included (each with its ``folder``)."""
+        return list(self._call("GET", f"/graph/mailboxes/{mailbox}/events")["events"])
+
+    def messages(self) -> list[dict[str, Any]]:
+        """The Twilio messages created so far, with their status now and the content sent."""
+        return list(self._call("GET", "/twilio/messages")["messages"])
+
+    def refresh_tokens(self, mailbox: str) -> list[dict[str, Any]]:
+        """The refresh tokens of a mailbox still valid now, newest first."""
+        return list(self._call("GET", "/identity/refresh_tokens", params={"mailbox": mailbox})["refresh_tokens"])

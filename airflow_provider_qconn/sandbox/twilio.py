@@ -1,0 +1,409 @@
+"""Emulated Twilio Messages (API 2010-04-01) and Content (v1) APIs for WhatsApp template messages.
+
+- ``POST /2010-04-01/Accounts/{AccountSid}/Messages.json``: form body, HTTP Basic auth, ``whatsapp:``
+  addresses, ``ContentSid`` + ``ContentVariables`` (a JSON object of strings), ``From`` or
+  ``MessagingServiceSid``. Refusals use Twilio's codes: 21211 (invalid To), 21910 (From/To channel mismatch),
+  21619 (no Body, MediaUrl or ContentSid), 21655 (unknown ContentSid), 21656 (bad ContentVariables),
+  63007 (From is not a sender of the account), 21604/21603 (missing To/From), 20003 (authentication).
+- ``GET .../Messages/{Sid}.json`` (20404 when unknown) and ``GET .../Messages.json`` with ``To``, ``From``,
+  ``DateSent`` (and ``<``/``>``) filters, newest first, with ``PageSize``/``Page``/``PageToken`` paging.
+- Statuses advance with the sandbox clock: ``queued`` (``accepted`` via a Messaging Service) -> ``sent`` ->
+  ``delivered`` -> ``read`` after the delays in the ``status_delays`` setting; seeded numbers end
+  ``failed``/``undelivered`` with their error code, or stay ``sent``.
+- ``GET /v1/Content/{Sid}`` and ``GET /v1/Content`` list the seeded templates.
+- More than ``twilio_max_concurrency`` requests in flight at once get 429 with code 20429 (the control
+  middleware counts them).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import urllib.parse
+from typing import Any
+
+import phonenumbers
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from airflow_provider_qconn.sandbox.common import json_response, random_hex, rfc2822, state_of
+from airflow_provider_qconn.sandbox.state import State
+
+DEFAULT_STATUS_DELAYS = {"sent": 1.0, "delivered": 2.0, "read": 4.0}
+_ERROR_MESSAGES = {
+    30008: "Unknown error",
+    63016: "Failed to send freeform message because you are outside the allowed window. If you are using "
+    "WhatsApp, please use a Message Template.",
+}
+_API_VERSION = "2010-04-01"
+
+
+class TwilioError(Exception):
+    """An error Twilio answers with: ``{"code", "message", "more_info", "status"}``."""
+
+    def __init__(self, status: int, code: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
+
+    def response(self) -> Response:
+        return json_response(error_body(self.status, self.code, self.message), self.status, self.headers)
+
+
+def error_body(status: int, code: int, message: str) -> dict[str, Any]:
+    return {
+        "code": code,
+        "message": message,
+        "more_info": f"https://www.twilio.com/docs/errors/{code}",
+        "status": status,
+    }
+
+
+def _authenticate(request: Request, state: State) -> dict[str, Any]:
+    """Check HTTP Basic auth (Account SID + Auth Token) against the account in the path."""
+    failure = TwilioError(
+        401,
+        20003,
+        "Authenticate",
+        headers={"WWW-Authenticate": 'Basic realm="Twilio API"'},
+    )
+    scheme, _, encoded = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "basic":
+        raise failure
+    try:
+        username, _, password = base64.b64decode(encoded).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError) as error:
+        raise failure from error
+    account = state.doc("SELECT doc FROM accounts WHERE sid = ?", (username,))
+    if account is None or account["auth_token"] != password:
+        raise failure
+    path_sid = request.path_params.get("account_sid")
+    if path_sid is not None and path_sid != account["sid"]:
+        raise failure
+    return account
+
+
+def twilio_route(handler: Any) -> Any:
+    async def endpoint(request: Request) -> Response:
+        state = state_of(request)
+        try:
+            account = _authenticate(request, state)
+            return await handler(request, state, account)
+        except TwilioError as error:
+            return error.response()
+
+    endpoint.__name__ = handler.__name__
+    return endpoint
+
+
+# --- messages ------------------------------------------------------------------------------------------
+
+
+def _address(value: str) -> tuple[str, str]:
+    """Split ``whatsapp:+1555...`` into (channel, number); plain numbers are the SMS channel."""
+    channel, sep, number = value.partition(":")
+    return (channel, number) if sep else ("sms", value)
+
+
+def _valid_e164(number: str) -> bool:
+    if not re.fullmatch(r"\+[1-9]\d{6,14}", number):
+        return False
+    try:
+        parsed = phonenumbers.parse(number, None)
+    except phonenumbers.NumberParseException:
+        return False
+    return phonenumbers.is_possible_number(parsed)
+
+
+def _timeline(state: State, message: dict[str, Any]) -> list[tuple[float, str]]:
+    """The (time, status) steps of a message, from its creation to its final status."""
+    delays = {**DEFAULT_STATUS_DELAYS, **state.get_setting("status_delays", {})}
+    created = message["_created"]
+    steps = [(created, message["_initial_status"])]
+    fate = message.get("_fate") or {}
+    final = fate.get("final_status", "read")
+    steps.append((created + delays["sent"], "sent"))
+    if final in ("failed", "undelivered"):
+        steps.append((created + delays["delivered"], final))
+    elif final in ("delivered", "read"):
+        steps.append((created + delays["delivered"], "delivered"))
+        if final == "read":
+            steps.append((created + delays["read"], "read"))
+    return steps
+
+
+def render_message(state: State, message: dict[str, Any], now: float | None = None) -> dict[str, Any]:
+    """A message resource as Twilio returns it at the sandbox clock's current time."""
+    now = state.now() if now is None else now
+    reached = [(when, status) for when, status in _timeline(state, message) if when <= now]
+    updated, status = reached[-1]
+    sent_at = next((when for when, step in reached if step == "sent"), None)
+    fate = message.get("_fate") or {}
+    failed = status in ("failed", "undelivered")
+    public = {key: value for key, value in message.items() if not key.startswith("_")}
+    public.update(
+        {
+            "status": status,
+            "date_updated": rfc2822(updated),
+            "date_sent": rfc2822(sent_at),
+            "error_code": fate.get("error_code") if failed else None,
+            "error_message": _ERROR_MESSAGES.get(fate.get("error_code")) if failed else None,
+            "price": "-0.00500" if sent_at is not None else None,
+        }
+    )
+    return public
+
+
+def _render_template(template: dict[str, Any], variables: dict[str, str]) -> str:
+    values = {**template.get("variables", {}), **variables}
+    return re.sub(r"\{\{\s*(\w+)\s*\}\}", lambda m: str(values.get(m.group(1), m.group(0))), template["body"])
+
+
+@twilio_route
+async def create_message(request: Request, state: State, account: dict[str, Any]) -> Response:
+    form = await request.form()
+    fields = {key: str(value) for key, value in form.multi_items()}
+    to = fields.get("To", "")
+    if not to:
+        raise TwilioError(400, 21604, "A 'To' phone number is required.")
+    service_sid = fields.get("MessagingServiceSid")
+    sender = fields.get("From")
+    if service_sid:
+        senders = account["messaging_services"].get(service_sid)
+        if senders is None:
+            raise TwilioError(400, 21701, f"The Messaging Service Sid {service_sid} is invalid.")
+        to_channel = _address(to)[0]
+        sender = next((s for s in senders if _address(s)[0] == to_channel), None)
+        if sender is None:
+            raise TwilioError(
+                400, 21703, "The Messaging Service does not have a phone number available to send a message."
+            )
+    elif not sender:
+        raise TwilioError(400, 21603, "A 'From' phone number is required.")
+    to_channel, to_number = _address(to)
+    from_channel, _from_number = _address(sender)
+    fate = state.doc("SELECT doc FROM numbers WHERE number = ?", (to_number,)) or {}
+    if fate.get("create_error") == 21211 or not _valid_e164(to_number):
+        raise TwilioError(400, 21211, f"Invalid 'To' Phone Number: {to_number}")
+    if to_channel != from_channel:
+        raise TwilioError(400, 21910, "Invalid From and To pair. From and To should be of the same channel")
+    if sender not in account["senders"]:
+        raise TwilioError(400, 63007, "Twilio could not find a Channel with the specified From address")
+    if fate.get("create_error"):
+        raise TwilioError(400, int(fate["create_error"]), fate.get("message", "The message could not be created."))
+    content_sid = fields.get("ContentSid")
+    body = fields.get("Body")
+    if content_sid:
+        template = state.doc(
+            "SELECT doc FROM contents WHERE sid = ? AND account_sid = ?", (content_sid, account["sid"])
+        )
+        if template is None:
+            raise TwilioError(400, 21655, "The ContentSid is Invalid.")
+        try:
+            variables = json.loads(fields.get("ContentVariables") or "{}")
+        except ValueError as error:
+            raise TwilioError(400, 21656, "The ContentVariables Parameter is invalid.") from error
+        if not isinstance(variables, dict) or not all(isinstance(v, str) for v in variables.values()):
+            raise TwilioError(400, 21656, "The ContentVariables Parameter is invalid.")
+        body = _render_template(template, variables)
+    elif not body and "MediaUrl" not in fields:
+        raise TwilioError(400, 21619, "A text message body or media urls must be specified.")
+    now = state.now()
+    sid = "SM" + random_hex(32)
+    root = f"/{_API_VERSION}/Accounts/{account['sid']}/Messages/{sid}"
+    message = {
+        "account_sid": account["sid"],
+        "api_version": _API_VERSION,
+        "body": body,
+        "date_created": rfc2822(now),
+        "direction": "outbound-api",
+        "from": sender,
+        "messaging_service_sid": service_sid,
+        "num_media": "0",
+        "num_segments": "1",
+        "price_unit": "USD",
+        "sid": sid,
+        "subresource_uris": {"media": f"{root}/Media.json", "feedback": f"{root}/Feedback.json"},
+        "to": to,
+        "uri": f"{root}.json",
+        "_created": now,
+        "_initial_status": "accepted" if service_sid else "queued",
+        "_fate": fate,
+        "_content_sid": content_sid,
+        "_content_variables": fields.get("ContentVariables"),
+    }
+    state.execute(
+        "INSERT INTO messages (sid, account_sid, to_addr, from_addr, created_at, seq, doc) "
+        "VALUES (?, ?, ?, ?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM messages), ?)",
+        (sid, account["sid"], to, sender, now, json.dumps(message)),
+    )
+    return json_response(render_message(state, message, now), status=201)
+
+
+@twilio_route
+async def fetch_message(request: Request, state: State, account: dict[str, Any]) -> Response:
+    sid = request.path_params["sid"]
+    message = state.doc("SELECT doc FROM messages WHERE sid = ? AND account_sid = ?", (sid, account["sid"]))
+    if message is None:
+        raise TwilioError(404, 20404, f"The requested resource {request.url.path} was not found")
+    return json_response(render_message(state, message))
+
+
+def _date_filter(value: str) -> str:
+    match = re.match(r"\d{4}-\d{2}-\d{2}", value)
+    if not match:
+        raise TwilioError(400, 20001, f"Invalid date: {value}")
+    return match.group(0)
+
+
+@twilio_route
+async def list_messages(request: Request, state: State, account: dict[str, Any]) -> Response:
+    params = request.query_params
+    try:
+        page_size = max(1, min(1000, int(params.get("PageSize", "50"))))
+        page = max(0, int(params.get("Page", "0")))
+    except ValueError as error:
+        raise TwilioError(400, 20001, "Invalid paging parameter") from error
+    sql = "SELECT doc FROM messages WHERE account_sid = ?"
+    args: list[Any] = [account["sid"]]
+    for name, column in (("To", "to_addr"), ("From", "from_addr")):
+        if params.get(name):
+            sql += f" AND {column} = ?"
+            args.append(params[name])
+    token = params.get("PageToken")
+    if token:
+        match = re.fullmatch(r"PASM(\d+)", token)
+        if not match:
+            raise TwilioError(400, 20001, "Invalid PageToken")
+        sql += " AND seq < ?"
+        args.append(int(match.group(1)))
+    now = state.now()
+    messages = [render_message(state, m, now) for m in state.docs(sql + " ORDER BY seq DESC", args)]
+    exact, before, after = params.get("DateSent"), params.get("DateSent<"), params.get("DateSent>")
+    if exact or before or after:
+        import email.utils
+
+        def sent_day(message: dict[str, Any]) -> str | None:
+            if message["date_sent"] is None:
+                return None
+            return email.utils.parsedate_to_datetime(message["date_sent"]).strftime("%Y-%m-%d")
+
+        kept = []
+        for message in messages:
+            day = sent_day(message)
+            if day is None:
+                continue
+            if exact and day != _date_filter(exact):
+                continue
+            if before and day > _date_filter(before):
+                continue
+            if after and day < _date_filter(after):
+                continue
+            kept.append(message)
+        messages = kept
+    start = 0 if token else page * page_size
+    chunk = messages[start : start + page_size]
+    path = request.url.path
+    base_query = {k: v for k, v in params.items() if k not in ("Page", "PageToken", "PageSize")}
+
+    def page_uri(number: int, extra: dict[str, str] | None = None) -> str:
+        query = {**base_query, "PageSize": str(page_size), "Page": str(number), **(extra or {})}
+        return f"{path}?{urllib.parse.urlencode(query)}"
+
+    more = len(messages) > start + page_size
+    last_seq = None
+    if more and chunk:
+        last_seq = state.execute("SELECT seq FROM messages WHERE sid = ?", (chunk[-1]["sid"],))[0][0]
+    body = {
+        "end": start + len(chunk) - 1 if chunk else 0,
+        "first_page_uri": page_uri(0),
+        "messages": chunk,
+        "next_page_uri": page_uri(page + 1, {"PageToken": f"PASM{last_seq}"}) if last_seq else None,
+        "page": page,
+        "page_size": page_size,
+        "previous_page_uri": page_uri(page - 1) if page > 0 else None,
+        "start": start,
+        "uri": f"{path}?{urllib.parse.urlencode({**base_query, 'PageSize': page_size, 'Page': page})}",
+    }
+    return json_response(body)
+
+
+# --- content ---------------------------------------------------------------------------------------------
+
+
+def _render_content(request: Request, template: dict[str, Any]) -> dict[str, Any]:
+    root = f"{request.url.scheme}://{request.url.netloc}/v1/Content/{template['sid']}"
+    return {
+        "account_sid": template["account_sid"],
+        "date_created": _iso(template["date_created"]),
+        "date_updated": _iso(template.get("date_updated", template["date_created"])),
+        "friendly_name": template["friendly_name"],
+        "language": template["language"],
+        "links": {
+            "approval_create": f"{root}/ApprovalRequests/whatsapp",
+            "approval_fetch": f"{root}/ApprovalRequests",
+        },
+        "sid": template["sid"],
+        "types": {"twilio/text": {"body": template["body"]}},
+        "url": root,
+        "variables": template.get("variables", {}),
+    }
+
+
+def _iso(timestamp: float) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(int(timestamp), dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@twilio_route
+async def fetch_content(request: Request, state: State, account: dict[str, Any]) -> Response:
+    template = state.doc(
+        "SELECT doc FROM contents WHERE sid = ? AND account_sid = ?",
+        (request.path_params["sid"], account["sid"]),
+    )
+    if template is None:
+        raise TwilioError(404, 20404, f"The requested resource {request.url.path} was not found")
+    return json_response(_render_content(request, template))
+
+
+@twilio_route
+async def list_content(request: Request, state: State, account: dict[str, Any]) -> Response:
+    try:
+        page_size = max(1, min(500, int(request.query_params.get("PageSize", "50"))))
+        page = max(0, int(request.query_params.get("Page", "0")))
+    except ValueError as error:
+        raise TwilioError(400, 20001, "Invalid paging parameter") from error
+    templates = state.docs("SELECT doc FROM contents WHERE account_sid = ? ORDER BY seq", (account["sid"],))
+    chunk = templates[page * page_size : (page + 1) * page_size]
+    url = f"{request.url.scheme}://{request.url.netloc}/v1/Content"
+
+    def page_url(number: int) -> str:
+        return f"{url}?PageSize={page_size}&Page={number}"
+
+    more = len(templates) > (page + 1) * page_size
+    return json_response(
+        {
+            "contents": [_render_content(request, template) for template in chunk],
+            "meta": {
+                "page": page,
+                "page_size": page_size,
+                "first_page_url": page_url(0),
+                "previous_page_url": page_url(page - 1) if page > 0 else None,
+                "url": page_url(page),
+                "next_page_url": page_url(page + 1) if more else None,
+                "key": "contents",
+            },
+        }
+    )
+
+
+routes = [
+    Route("/2010-04-01/Accounts/{account_sid}/Messages.json", create_message, methods=["POST"]),
+    Route("/2010-04-01/Accounts/{account_sid}/Messages.json", list_messages, methods=["GET"]),
+    Route("/2010-04-01/Accounts/{account_sid}/Messages/{sid}.json", fetch_message, methods=["GET"]),
+    Route("/v1/Content/{sid}", fetch_content, methods=["GET"]),
+    Route("/v1/Content", list_content, methods=["GET"]),
+]
