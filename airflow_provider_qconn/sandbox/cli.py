@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 from collections.abc import Sequence
 from pathlib import Path
@@ -63,11 +62,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"export {name}={shlex.quote(value)}")
     print("\nPress Ctrl+C to stop.", flush=True)
     sandbox.serve_forever()
-
-
-def print_connections(url: str) -> None:
-    """Print the connections of a sandbox at ``url`` as JSON (used by docs and scripts)."""
-    print(json.dumps(environment(url, None), indent=2))
 
 
 if __name__ == "__main__":

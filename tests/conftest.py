@@ -1,0 +1,15 @@
+"""Test session set-up: an isolated AIRFLOW_HOME and the sandbox fixtures."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+_home = tempfile.mkdtemp(prefix="qconn-airflow-home-")
+os.environ.setdefault("AIRFLOW_HOME", _home)
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
+for _name in ("TWILIO_EDGE", "TWILIO_REGION", "TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN"):
+    os.environ.pop(_name, None)
+
+pytest_plugins = ["airflow_provider_qconn.sandbox.pytest_plugin"]
