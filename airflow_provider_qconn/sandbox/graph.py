@@ -662,7 +662,7 @@ def _collection(
     select = request.query_params.get("$select")
     body: dict[str, Any] = {
         "@odata.context": f"{GRAPH_ROOT}/$metadata#users('{mailbox['upn']}')/events",
-        "value": [_select(_render(request, event, prefs, mailbox), select) for event in page],
+        "value": [_item(_select(_render(request, event, prefs, mailbox), select)) for event in page],
     }
     if skip + top < len(events):
         query = dict(request.query_params)
@@ -670,6 +670,12 @@ def _collection(
         path = request.url.path
         body["@odata.nextLink"] = f"{request.url.scheme}://{request.url.netloc}{path}?{urllib.parse.urlencode(query)}"
     return json_response(body, headers=prefs.headers())
+
+
+def _item(rendered: dict[str, Any]) -> dict[str, Any]:
+    """An event inside a collection: Graph gives the context once, on the collection."""
+    rendered.pop("@odata.context", None)
+    return rendered
 
 
 def _filter(events: list[dict[str, Any]], expression: str | None) -> list[dict[str, Any]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import tempfile
@@ -113,7 +114,7 @@ class Sandbox:
             access_log=False,
             lifespan="off",
             ssl_certfile=str(self._server_pem) if self._server_pem else None,
-            timeout_graceful_shutdown=2,
+            timeout_graceful_shutdown=1,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="qconn-sandbox", daemon=True)
@@ -138,6 +139,8 @@ class Sandbox:
 
     def stop(self) -> None:
         if self._server is not None:
+            # Idle keep-alive connections of clients still open would make uvicorn log a shutdown timeout.
+            logging.getLogger("uvicorn.error").setLevel(logging.CRITICAL)
             self._server.should_exit = True
         if self._thread is not None:
             self._thread.join(10)

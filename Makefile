@@ -1,0 +1,48 @@
+# Every target installs what it needs into .venv first (Python >= 3.10 is all a fresh machine needs).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.qconn-installed
+CONSTRAINTS := constraints.txt
+FLOOR_VENV ?= .venv-floor
+FLOOR_AIRFLOW ?= 3.2.2
+
+.PHONY: install demo sandbox test lint format test-floor clean
+
+$(STAMP): pyproject.toml $(CONSTRAINTS)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check uv
+	VIRTUAL_ENV=$(VENV) $(BIN)/uv pip install -q -c $(CONSTRAINTS) -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## demo: the sandbox with its seed, ready-made connection values, and a meeting and a message through it
+demo: $(STAMP)
+	$(BIN)/python scripts/demo.py
+
+## sandbox: keep a sandbox running on https://127.0.0.1:8765 (state in .sandbox/)
+sandbox: $(STAMP)
+	$(BIN)/qconn-sandbox
+
+## test: lint, then the whole suite
+test: lint
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+## test-floor: the suite on the oldest Airflow we declare (3.2), in its own venv
+test-floor:
+	test -x $(FLOOR_VENV)/bin/python || $(PYTHON) -m venv $(FLOOR_VENV)
+	$(FLOOR_VENV)/bin/python -m pip install -q --disable-pip-version-check uv
+	VIRTUAL_ENV=$(FLOOR_VENV) $(FLOOR_VENV)/bin/uv pip install -q "apache-airflow==$(FLOOR_AIRFLOW)" -e ".[test]"
+	$(FLOOR_VENV)/bin/python -m pytest -p no:cacheprovider
+
+clean:
+	rm -rf $(VENV) $(FLOOR_VENV) .pytest_cache .ruff_cache .sandbox

@@ -1,0 +1,144 @@
+"""Twilio Messages/Content behaviour of the sandbox, in process."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from airflow_provider_qconn.sandbox import seed
+from airflow_provider_qconn.sandbox.app import create_app
+from tests.unit.sandbox_client import TestClient
+
+AUTH = (seed.ACCOUNT_SID, seed.AUTH_TOKEN)
+MESSAGES = f"/2010-04-01/Accounts/{seed.ACCOUNT_SID}/Messages.json"
+SENDER = f"whatsapp:{seed.WHATSAPP_SENDER}"
+
+
+@pytest.fixture
+def client() -> Iterator[TestClient]:
+    with TestClient(create_app()) as test_client:
+        yield test_client
+
+
+def send(client: TestClient, to: str = "whatsapp:+59899123456", **fields) -> tuple[int, dict]:
+    data = {"To": to, "From": SENDER, "ContentSid": seed.TEMPLATE_REMINDER, **fields}
+    response = client.post(MESSAGES, auth=AUTH, data=data)
+    return response.status_code, response.json()
+
+
+def status_of(client: TestClient, sid: str) -> dict:
+    return client.get(f"/2010-04-01/Accounts/{seed.ACCOUNT_SID}/Messages/{sid}.json", auth=AUTH).json()
+
+
+def test_template_message_is_rendered_and_queued(client):
+    status, message = send(client, ContentVariables=json.dumps({"1": "Ana"}))
+    assert status == 201
+    assert message["status"] == "queued"
+    assert message["body"] == "Hello Ana, your appointment is on tomorrow."
+    assert message["sid"].startswith("SM") and len(message["sid"]) == 34
+    assert message["date_sent"] is None and message["error_code"] is None
+    assert message["to"] == "whatsapp:+59899123456" and message["from"] == SENDER
+
+
+def test_status_advances_with_the_clock(client):
+    _, message = send(client)
+    seen = []
+    for step in (0, 1, 1, 2):
+        client.post("/_sandbox/clock", json={"advance": step})
+        seen.append(status_of(client, message["sid"])["status"])
+    assert seen == ["queued", "sent", "delivered", "read"]
+    assert status_of(client, message["sid"])["date_sent"] is not None
+
+
+@pytest.mark.parametrize(
+    ("number", "final", "code"),
+    [(seed.FAILED_NUMBER, "failed", 63016), (seed.UNDELIVERED_NUMBER, "undelivered", 30008), (seed.STUCK_NUMBER, "sent", None)],
+)
+def test_seeded_numbers_meet_their_fate(client, number, final, code):
+    _, message = send(client, to=f"whatsapp:{number}")
+    client.post("/_sandbox/clock", json={"advance": 60})
+    fetched = status_of(client, message["sid"])
+    assert fetched["status"] == final
+    assert fetched["error_code"] == code
+
+
+def test_messaging_service_starts_accepted(client):
+    response = client.post(
+        MESSAGES,
+        auth=AUTH,
+        data={"To": "whatsapp:+59899123456", "MessagingServiceSid": seed.MESSAGING_SERVICE_SID, "Body": "hi"},
+    )
+    assert response.status_code == 201
+    assert response.json()["status"] == "accepted" and response.json()["from"] == SENDER
+
+
+@pytest.mark.parametrize(
+    ("fields", "code"),
+    [
+        ({"To": f"whatsapp:{seed.INVALID_NUMBER}"}, 21211),
+        ({"To": "whatsapp:12"}, 21211),
+        ({"To": "+59899123456"}, 21910),
+        ({"From": "whatsapp:+15550001111"}, 63007),
+        ({"ContentSid": "HX" + "0" * 32}, 21655),
+        ({"ContentVariables": "{not json"}, 21656),
+        ({"ContentVariables": json.dumps({"1": 5})}, 21656),
+        ({"ContentSid": ""}, 21619),
+        ({"To": ""}, 21604),
+    ],
+)
+def test_refusals_use_twilio_codes_and_error_shape(client, fields, code):
+    status, body = send(client, **fields)
+    assert status == 400
+    assert body["code"] == code
+    assert body["status"] == 400
+    assert body["more_info"] == f"https://www.twilio.com/docs/errors/{code}"
+    assert client.get("/_sandbox/twilio/messages").json()["messages"] == []
+
+
+def test_authentication_is_required(client):
+    response = client.post(MESSAGES, auth=(seed.ACCOUNT_SID, "wrong"), data={"To": "whatsapp:+59899123456"})
+    assert response.status_code == 401 and response.json()["code"] == 20003
+    other = client.get(f"/2010-04-01/Accounts/AC{'1' * 32}/Messages.json", auth=AUTH)
+    assert other.status_code == 401
+
+
+def test_unknown_sid_is_20404(client):
+    response = client.get(f"/2010-04-01/Accounts/{seed.ACCOUNT_SID}/Messages/SM{'0' * 32}.json", auth=AUTH)
+    assert response.status_code == 404 and response.json()["code"] == 20404
+
+
+def test_list_filters_by_to_newest_first_and_pages(client):
+    sids = [send(client, to="whatsapp:+59899123456")[1]["sid"] for _ in range(3)]
+    send(client, to="whatsapp:+34612345678")
+    page = client.get(MESSAGES, auth=AUTH, params={"To": "whatsapp:+59899123456", "PageSize": 2}).json()
+    assert [m["sid"] for m in page["messages"]] == [sids[2], sids[1]]
+    assert page["next_page_uri"] and page["page_size"] == 2
+    rest = client.get(page["next_page_uri"], auth=AUTH).json()
+    assert [m["sid"] for m in rest["messages"]] == [sids[0]] and rest["next_page_uri"] is None
+
+
+def test_date_sent_filter_skips_messages_not_sent_yet(client):
+    send(client)
+    today = client.get(MESSAGES, auth=AUTH).json()["messages"][0]
+    assert today["date_sent"] is None
+    day = __import__("email.utils").utils.parsedate_to_datetime(today["date_created"]).strftime("%Y-%m-%d")
+    assert client.get(MESSAGES, auth=AUTH, params={"DateSent": day}).json()["messages"] == []
+    client.post("/_sandbox/clock", json={"advance": 2})
+    assert len(client.get(MESSAGES, auth=AUTH, params={"DateSent": day}).json()["messages"]) == 1
+
+
+def test_content_templates_are_listed_and_fetched(client):
+    listing = client.get("/v1/Content", auth=AUTH).json()
+    assert [c["sid"] for c in listing["contents"]] == [seed.TEMPLATE_REMINDER, seed.TEMPLATE_ORDER]
+    assert listing["meta"]["key"] == "contents"
+    one = client.get(f"/v1/Content/{seed.TEMPLATE_ORDER}", auth=AUTH).json()
+    assert one["variables"] == {"name": "Customer", "order_id": "1234", "status": "on its way"}
+    assert one["types"]["twilio/text"]["body"].startswith("Hi {{name}}")
+
+
+def test_concurrency_cap_answers_20429(client):
+    client.post("/_sandbox/settings", json={"twilio_max_concurrency": 0})
+    status, body = send(client)
+    assert status == 429 and body["code"] == 20429
