@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
 
 import httpx
@@ -10,7 +11,9 @@ import httpx
 class SandboxControl:
     """Drive a running sandbox from tests, benchmarks and the demo."""
 
-    def __init__(self, url: str, verify: str | bool = True) -> None:
+    def __init__(self, url: str, verify: str | bool | ssl.SSLContext = True) -> None:
+        if isinstance(verify, str):
+            verify = ssl.create_default_context(cafile=verify)
         self._http = httpx.Client(base_url=f"{url}/_sandbox", verify=verify, timeout=30)
 
     def close(self) -> None:

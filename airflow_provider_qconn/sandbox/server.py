@@ -127,8 +127,9 @@ class Sandbox:
         return self
 
     def serve_forever(self) -> None:
-        """Run in the foreground until interrupted (the command line)."""
-        self.start()
+        """Block until interrupted (the command line), then stop; starts the server if it is not running."""
+        if self._server is None:
+            self.start()
         try:
             while self._thread is not None and self._thread.is_alive():
                 self._thread.join(0.5)

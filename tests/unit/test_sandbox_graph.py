@@ -106,9 +106,7 @@ def test_teams_request_is_ignored_for_a_personal_mailbox(client):
 
 def test_patch_changes_only_given_fields_and_replaces_attendees(client):
     headers = delegated(client)
-    event = create(
-        client, headers, attendees=[{"emailAddress": {"address": "x@example.com"}, "type": "required"}]
-    )
+    event = create(client, headers, attendees=[{"emailAddress": {"address": "x@example.com"}, "type": "required"}])
     response = client.patch(
         f"/v1.0/me/events/{event['id']}",
         headers=headers,
@@ -173,7 +171,10 @@ def test_cancel_moves_to_deleted_items_and_only_the_immutable_id_survives(client
     immutable = {**headers, "Prefer": 'IdType="ImmutableId"'}
     event = create(client, immutable, attendees=[{"emailAddress": {"address": seed.COLLEAGUE}, "type": "required"}])
     rest_id = stored(client, seed.ORGANIZER)[0]["restId"]
-    assert client.post(f"/v1.0/me/events/{event['id']}/cancel", headers=headers, json={"Comment": "sorry"}).status_code == 202
+    assert (
+        client.post(f"/v1.0/me/events/{event['id']}/cancel", headers=headers, json={"Comment": "sorry"}).status_code
+        == 202
+    )
     assert client.get(f"/v1.0/me/events/{rest_id}", headers=headers).json()["error"]["code"] == "ErrorItemNotFound"
     again = client.get(f"/v1.0/me/events/{event['id']}", headers=immutable).json()
     assert again["isCancelled"] is True

@@ -54,7 +54,11 @@ def test_status_advances_with_the_clock(client):
 
 @pytest.mark.parametrize(
     ("number", "final", "code"),
-    [(seed.FAILED_NUMBER, "failed", 63016), (seed.UNDELIVERED_NUMBER, "undelivered", 30008), (seed.STUCK_NUMBER, "sent", None)],
+    [
+        (seed.FAILED_NUMBER, "failed", 63016),
+        (seed.UNDELIVERED_NUMBER, "undelivered", 30008),
+        (seed.STUCK_NUMBER, "sent", None),
+    ],
 )
 def test_seeded_numbers_meet_their_fate(client, number, final, code):
     _, message = send(client, to=f"whatsapp:{number}")
