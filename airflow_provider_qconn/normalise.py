@@ -1,0 +1,277 @@
+"""Input normalisation, in one place: datetimes, e-mail addresses, phone numbers, Twilio SIDs, variables.
+
+Every function takes what a DAG author may write (including strings rendered by Jinja) and either returns the
+canonical form or raises :class:`InvalidParameterError` naming the parameter. Nothing here sends a request.
+"""
+
+from __future__ import annotations
+
+import ast
+import datetime as dt
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from email.utils import parseaddr
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from airflow_provider_qconn.exceptions import InvalidParameterError
+
+WHATSAPP_PREFIX = "whatsapp:"
+_TEMPLATE_SID = re.compile(r"HX[0-9a-fA-F]{32}")
+_MESSAGE_SID = re.compile(r"(SM|MM)[0-9a-fA-F]{32}")
+_SEPARATORS = re.compile(r"[;,\n]")
+
+
+def split_list(value: Any, parameter: str) -> list[str]:
+    """A list of non-empty strings from a list, a tuple, or one string separated by ``,`` or ``;``.
+
+    A string that holds a JSON or Python list literal (what Jinja renders a list into) is read as that list.
+    """
+    if value is None:
+        return []
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                parsed = json.loads(text)
+            except ValueError:
+                try:
+                    parsed = ast.literal_eval(text)
+                except (ValueError, SyntaxError) as error:
+                    raise InvalidParameterError(parameter, f"cannot read {value!r} as a list") from error
+            return split_list(parsed, parameter)
+        items: Iterable[Any] = _SEPARATORS.split(text)
+    elif isinstance(value, Iterable) and not isinstance(value, (bytes, Mapping)):
+        items = value
+    else:
+        raise InvalidParameterError(parameter, f"expected a list or a separated string, got {type(value).__name__}")
+    result = []
+    for item in items:
+        if not isinstance(item, (str, int)) or isinstance(item, bool):
+            raise InvalidParameterError(parameter, f"expected text items, got {type(item).__name__}")
+        text = str(item).strip()
+        if text:
+            result.append(text)
+    return result
+
+
+# --- time -------------------------------------------------------------------------------------------------
+
+
+def zone(name: Any, parameter: str = "time_zone") -> ZoneInfo:
+    """An IANA time zone by name."""
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidParameterError(parameter, f"expected an IANA time zone name such as 'Europe/Madrid', got {name!r}")
+    try:
+        return ZoneInfo(name.strip())
+    except (ZoneInfoNotFoundError, ValueError) as error:
+        raise InvalidParameterError(parameter, f"unknown time zone {name!r} (use an IANA name)") from error
+
+
+def aware_datetime(value: Any, parameter: str, time_zone: str = "UTC") -> dt.datetime:
+    """An aware datetime from a datetime (pendulum included) or an ISO 8601 string; naive ones are read in
+    ``time_zone``."""
+    if isinstance(value, dt.datetime):
+        moment = value
+    elif isinstance(value, str) and value.strip():
+        text = value.strip()
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        try:
+            moment = dt.datetime.fromisoformat(text)
+        except ValueError as error:
+            raise InvalidParameterError(
+                parameter, f"{value!r} is not an ISO 8601 date and time (e.g. 2030-01-31T09:30:00)"
+            ) from error
+    else:
+        raise InvalidParameterError(parameter, f"expected a datetime or an ISO 8601 string, got {value!r}")
+    if moment.tzinfo is None or moment.tzinfo.utcoffset(moment) is None:
+        moment = moment.replace(tzinfo=zone(time_zone))
+    return moment
+
+
+def time_range(start: Any, end: Any, time_zone: str = "UTC") -> tuple[dt.datetime, dt.datetime]:
+    """``start`` and ``end`` as aware datetimes, ``end`` strictly after ``start``."""
+    begins = aware_datetime(start, "start", time_zone)
+    ends = aware_datetime(end, "end", time_zone)
+    if ends <= begins:
+        raise InvalidParameterError("end", f"must be after start ({ends.isoformat()} <= {begins.isoformat()})")
+    return begins, ends
+
+
+# --- e-mail -----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EmailAddress:
+    """A validated e-mail address, with the display name it was written with, if any."""
+
+    address: str
+    name: str | None = None
+
+
+def email_addresses(value: Any, parameter: str = "attendees") -> list[EmailAddress]:
+    """Validated, de-duplicated addresses (``a@x.com``, ``Name <a@x.com>``), from a list or a separated string."""
+    from email_validator import EmailNotValidError, validate_email
+
+    seen: set[str] = set()
+    result = []
+    for item in split_list(value, parameter):
+        name, address = parseaddr(item)
+        if not address:
+            address, name = item, ""
+        try:
+            normalised = validate_email(address, check_deliverability=False).normalized
+        except EmailNotValidError as error:
+            raise InvalidParameterError(parameter, f"{item!r} is not a valid e-mail address: {error}") from error
+        if normalised.lower() not in seen:
+            seen.add(normalised.lower())
+            result.append(EmailAddress(normalised, name or None))
+    return result
+
+
+# --- phone numbers ------------------------------------------------------------------------------------------
+
+
+def phone_number(value: str, default_region: str | None = None) -> str:
+    """One phone number in E.164 (``+59899123456``), from any common written form; ``whatsapp:`` is dropped.
+
+    Raises ValueError with the reason when the text cannot be a phone number.
+    """
+    import phonenumbers
+
+    text = value.strip()
+    if text.lower().startswith(WHATSAPP_PREFIX):
+        text = text[len(WHATSAPP_PREFIX) :].strip()
+    if text.startswith("00") and not default_region:
+        text = "+" + text[2:]
+    try:
+        parsed = phonenumbers.parse(text, (default_region or "").upper() or None)
+    except phonenumbers.NumberParseException as error:
+        if error.error_type == phonenumbers.NumberParseException.INVALID_COUNTRY_CODE:
+            raise ValueError("no country code: write it as +<country code><number>, or set default_region") from error
+        raise ValueError(re.sub(r"^\(\d+\)\s*", "", str(error))) from error
+    if not phonenumbers.is_possible_number(parsed):
+        raise ValueError("not a possible phone number for its country")
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def region(value: Any, parameter: str = "default_region") -> str | None:
+    """An ISO 3166 alpha-2 country code phonenumbers knows, upper-cased; None stays None."""
+    import phonenumbers
+
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or value.upper() not in phonenumbers.SUPPORTED_REGIONS:
+        raise InvalidParameterError(parameter, f"{value!r} is not a country code such as 'UY' or 'ES'")
+    return value.upper()
+
+
+@dataclass(frozen=True)
+class Recipients:
+    """Recipients split into E.164 numbers to send to (unique, in input order) and unparseable entries."""
+
+    valid: list[str]
+    invalid: list[tuple[str, str]]
+
+
+def recipients(value: Any, default_region: str | None = None, parameter: str = "recipients") -> Recipients:
+    """Normalise recipients; an unparseable entry is reported, not fatal. Raises when none were given."""
+    items = split_list(value, parameter)
+    if not items:
+        raise InvalidParameterError(parameter, "no recipients given")
+    valid: list[str] = []
+    invalid: list[tuple[str, str]] = []
+    for item in items:
+        try:
+            number = phone_number(item, default_region)
+        except ValueError as error:
+            invalid.append((item, str(error)))
+            continue
+        if number not in valid:
+            valid.append(number)
+    return Recipients(valid, invalid)
+
+
+# --- Twilio identifiers and variables -----------------------------------------------------------------------------
+
+
+def template_sid(value: Any, parameter: str = "template_sid") -> str:
+    if not isinstance(value, str) or not _TEMPLATE_SID.fullmatch(value.strip()):
+        raise InvalidParameterError(parameter, f"expected a Content SID ('HX' and 32 hex digits), got {value!r}")
+    return value.strip()
+
+
+def is_message_sid(value: str) -> bool:
+    return bool(_MESSAGE_SID.fullmatch(value))
+
+
+def message_ids(value: Any, parameter: str = "message_ids") -> list[str]:
+    """Message SIDs in input order (duplicates kept); raises when none were given."""
+    items = split_list(value, parameter)
+    if not items:
+        raise InvalidParameterError(parameter, "no message ids given")
+    return items
+
+
+def variable_text(value: Any, parameter: str, key: str) -> str:
+    """A template variable as the text Twilio receives: strings as they are, booleans as ``true``/``false``,
+    numbers as ``str()`` of them."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float, Decimal)):
+        return str(value)
+    raise InvalidParameterError(
+        parameter, f"the value of {key!r} must be text, a number or a boolean, got {type(value).__name__}"
+    )
+
+
+def variables(value: Any, parameter: str = "template_variables") -> dict[str, str]:
+    """A flat mapping of placeholder -> text; a JSON object string (from Jinja) is accepted."""
+    if value is None or value == "":
+        return {}
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError as error:
+            raise InvalidParameterError(parameter, "expected a mapping or a JSON object") from error
+    if not isinstance(value, Mapping):
+        raise InvalidParameterError(
+            parameter, f"expected a mapping of placeholder to value, got {type(value).__name__}"
+        )
+    result = {}
+    for key, item in value.items():
+        if not isinstance(key, (str, int)) or isinstance(key, bool) or not str(key).strip():
+            raise InvalidParameterError(parameter, f"placeholder names must be text or numbers, got {key!r}")
+        result[str(key).strip()] = variable_text(item, parameter, str(key))
+    return result
+
+
+def recipient_variables(
+    value: Any, default_region: str | None = None, parameter: str = "recipient_variables"
+) -> dict[str, dict[str, str]]:
+    """Per-recipient variables keyed by E.164 number."""
+    if value is None or value == "":
+        return {}
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError as error:
+            raise InvalidParameterError(parameter, "expected a mapping or a JSON object") from error
+    if not isinstance(value, Mapping):
+        raise InvalidParameterError(
+            parameter, f"expected a mapping of recipient to variables, got {type(value).__name__}"
+        )
+    result: dict[str, dict[str, str]] = {}
+    for recipient, mapping in value.items():
+        try:
+            number = phone_number(str(recipient), default_region)
+        except ValueError as error:
+            raise InvalidParameterError(parameter, f"{recipient!r} is not a phone number: {error}") from error
+        result[number] = {**result.get(number, {}), **variables(mapping, f"{parameter}[{recipient!r}]")}
+    return result

@@ -1,0 +1,171 @@
+"""Input normalisation: what DAG authors write, and the errors that name the parameter."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import phonenumbers
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from airflow_provider_qconn import normalise
+from airflow_provider_qconn.exceptions import InvalidParameterError
+
+
+@pytest.mark.parametrize(
+    ("written", "region", "expected"),
+    [
+        ("+598 99 123 456", None, "+59899123456"),
+        ("whatsapp:+59899123456", None, "+59899123456"),
+        ("WhatsApp: +598-99-123-456", None, "+59899123456"),
+        ("(099) 123-456", "UY", "+59899123456"),
+        ("0059899123456", None, "+59899123456"),
+        ("+1 (415) 523-8886", None, "+14155238886"),
+        ("612 34 56 78", "es", "+34612345678"),
+    ],
+)
+def test_phone_numbers_in_common_written_forms(written, region, expected):
+    assert normalise.phone_number(written, region) == expected
+
+
+@pytest.mark.parametrize("written", ["abc", "12", "+1", "+598 99"])
+def test_unparseable_phone_numbers_raise_value_error_with_a_reason(written):
+    with pytest.raises(ValueError, match=r"\w"):
+        normalise.phone_number(written)
+
+
+def test_number_without_country_code_explains_default_region():
+    with pytest.raises(ValueError, match="default_region"):
+        normalise.phone_number("099 123 456")
+
+
+@given(st.sampled_from(sorted(phonenumbers.SUPPORTED_REGIONS)))
+def test_example_numbers_of_every_region_round_trip(region):
+    example = phonenumbers.example_number_for_type(region, phonenumbers.PhoneNumberType.MOBILE)
+    if example is None:
+        return
+    e164 = phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.E164)
+    national = phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.NATIONAL)
+    international = phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+    assert normalise.phone_number(international) == e164
+    assert normalise.phone_number(f"whatsapp:{e164}") == e164
+    assert normalise.phone_number(national, region) == e164
+
+
+@given(st.text(max_size=30))
+def test_phone_number_never_raises_anything_but_value_error(text):
+    try:
+        result = normalise.phone_number(text)
+    except ValueError:
+        return
+    assert result.startswith("+") and result[1:].isdigit()
+
+
+def test_recipients_deduplicate_and_report_unparseable_ones():
+    result = normalise.recipients("+59899123456; whatsapp:+598 99 123 456, nope,\n+34612345678")
+    assert result.valid == ["+59899123456", "+34612345678"]
+    assert [item for item, _reason in result.invalid] == ["nope"]
+
+
+@pytest.mark.parametrize("value", [None, "", [], " ; , "])
+def test_no_recipients_is_an_error_naming_the_parameter(value):
+    with pytest.raises(InvalidParameterError, match="^recipients: no recipients"):
+        normalise.recipients(value)
+
+
+def test_lists_rendered_by_jinja_are_read_back():
+    assert normalise.split_list("['a', 'b']", "x") == ["a", "b"]
+    assert normalise.split_list('["a","b"]', "x") == ["a", "b"]
+    with pytest.raises(InvalidParameterError, match="^x: cannot read"):
+        normalise.split_list("[unclosed", "x")
+    with pytest.raises(InvalidParameterError, match="^x: expected a list"):
+        normalise.split_list(42, "x")
+
+
+def test_email_addresses_are_validated_and_deduplicated():
+    result = normalise.email_addresses("Ana <ana@example.com>; bob@example.org, ANA@example.com")
+    assert result == [
+        normalise.EmailAddress("ana@example.com", "Ana"),
+        normalise.EmailAddress("bob@example.org"),
+    ]
+    with pytest.raises(InvalidParameterError, match="^attendees: 'not-an-address' is not a valid e-mail"):
+        normalise.email_addresses(["ok@example.com", "not-an-address"])
+
+
+def test_naive_datetimes_are_read_in_the_time_zone():
+    start, end = normalise.time_range("2030-01-01T10:00:00", "2030-01-01T11:00:00Z", "Europe/Madrid")
+    assert start.utcoffset() == dt.timedelta(hours=1)
+    assert end.utcoffset() == dt.timedelta(0)
+
+
+def test_aware_and_pendulum_datetimes_are_kept():
+    import pendulum
+
+    moment = pendulum.datetime(2030, 1, 1, 10, tz="America/Montevideo")
+    assert normalise.aware_datetime(moment, "start") == moment
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "match"),
+    [
+        ("2030-01-01T10:00", "2030-01-01T10:00", "^end: must be after start"),
+        ("2030-01-01T10:00", "2029-12-31T10:00", "^end: must be after start"),
+        ("tomorrow", "2030-01-01T10:00", "^start: 'tomorrow' is not an ISO 8601"),
+        (None, "2030-01-01T10:00", "^start: expected a datetime"),
+    ],
+)
+def test_bad_time_ranges_name_the_parameter(start, end, match):
+    with pytest.raises(InvalidParameterError, match=match):
+        normalise.time_range(start, end)
+
+
+def test_unknown_time_zone_names_time_zone():
+    with pytest.raises(InvalidParameterError, match="^time_zone: unknown time zone"):
+        normalise.time_range("2030-01-01T10:00", "2030-01-01T11:00", "Mars/Olympus")
+
+
+def test_template_sid_and_message_sids():
+    sid = "HX" + "a" * 32
+    assert normalise.template_sid(f" {sid} ") == sid
+    with pytest.raises(InvalidParameterError, match="^template_sid: expected a Content SID"):
+        normalise.template_sid("HX123")
+    assert normalise.is_message_sid("SM" + "0" * 32) and normalise.is_message_sid("MM" + "F" * 32)
+    assert not normalise.is_message_sid("XX" + "0" * 32)
+    assert normalise.message_ids("SM1, SM1") == ["SM1", "SM1"]
+    with pytest.raises(InvalidParameterError, match="^message_ids: no message ids"):
+        normalise.message_ids([])
+
+
+def test_variables_are_sent_as_text():
+    assert normalise.variables({"1": "Ana", 2: 3, "flag": False, "price": 9.5}) == {
+        "1": "Ana",
+        "2": "3",
+        "flag": "false",
+        "price": "9.5",
+    }
+    assert normalise.variables('{"1": true}') == {"1": "true"}
+    with pytest.raises(InvalidParameterError, match="^template_variables: the value of 'x' must be text"):
+        normalise.variables({"x": {"nested": 1}})
+    with pytest.raises(InvalidParameterError, match="^template_variables: expected a mapping"):
+        normalise.variables(["a"])
+
+
+@given(st.dictionaries(st.text(min_size=1).filter(str.strip), st.one_of(st.text(), st.integers(), st.booleans())))
+def test_variables_always_become_strings(mapping):
+    result = normalise.variables(mapping)
+    assert all(isinstance(value, str) for value in result.values())
+    assert len(result) <= len(mapping)
+
+
+def test_recipient_variables_are_keyed_by_e164():
+    result = normalise.recipient_variables({"099 123 456": {"1": "Ana"}}, default_region="UY")
+    assert result == {"+59899123456": {"1": "Ana"}}
+    with pytest.raises(InvalidParameterError, match="^recipient_variables: 'x' is not a phone number"):
+        normalise.recipient_variables({"x": {}})
+
+
+def test_region_is_checked():
+    assert normalise.region("uy") == "UY" and normalise.region(None) is None
+    with pytest.raises(InvalidParameterError, match="^default_region:"):
+        normalise.region("Uruguay")
