@@ -70,16 +70,16 @@ def test_recipients_deduplicate_and_report_unparseable_ones():
 
 @pytest.mark.parametrize("value", [None, "", [], " ; , "])
 def test_no_recipients_is_an_error_naming_the_parameter(value):
-    with pytest.raises(InvalidParameterError, match="^recipients: no recipients"):
+    with pytest.raises(InvalidParameterError, match=r"^recipients: no recipients"):
         normalise.recipients(value)
 
 
 def test_lists_rendered_by_jinja_are_read_back():
     assert normalise.split_list("['a', 'b']", "x") == ["a", "b"]
     assert normalise.split_list('["a","b"]', "x") == ["a", "b"]
-    with pytest.raises(InvalidParameterError, match="^x: cannot read"):
+    with pytest.raises(InvalidParameterError, match=r"^x: cannot read"):
         normalise.split_list("[unclosed", "x")
-    with pytest.raises(InvalidParameterError, match="^x: expected a list"):
+    with pytest.raises(InvalidParameterError, match=r"^x: expected a list"):
         normalise.split_list(42, "x")
 
 
@@ -89,7 +89,7 @@ def test_email_addresses_are_validated_and_deduplicated():
         normalise.EmailAddress("ana@example.com", "Ana"),
         normalise.EmailAddress("bob@example.org"),
     ]
-    with pytest.raises(InvalidParameterError, match="^attendees: 'not-an-address' is not a valid e-mail"):
+    with pytest.raises(InvalidParameterError, match=r"^attendees: 'not-an-address' is not a valid e-mail"):
         normalise.email_addresses(["ok@example.com", "not-an-address"])
 
 
@@ -121,19 +121,19 @@ def test_bad_time_ranges_name_the_parameter(start, end, match):
 
 
 def test_unknown_time_zone_names_time_zone():
-    with pytest.raises(InvalidParameterError, match="^time_zone: unknown time zone"):
+    with pytest.raises(InvalidParameterError, match=r"^time_zone: unknown time zone"):
         normalise.time_range("2030-01-01T10:00", "2030-01-01T11:00", "Mars/Olympus")
 
 
 def test_template_sid_and_message_sids():
     sid = "HX" + "a" * 32
     assert normalise.template_sid(f" {sid} ") == sid
-    with pytest.raises(InvalidParameterError, match="^template_sid: expected a Content SID"):
+    with pytest.raises(InvalidParameterError, match=r"^template_sid: expected a Content SID"):
         normalise.template_sid("HX123")
     assert normalise.is_message_sid("SM" + "0" * 32) and normalise.is_message_sid("MM" + "F" * 32)
     assert not normalise.is_message_sid("XX" + "0" * 32)
     assert normalise.message_ids("SM1, SM1") == ["SM1", "SM1"]
-    with pytest.raises(InvalidParameterError, match="^message_ids: no message ids"):
+    with pytest.raises(InvalidParameterError, match=r"^message_ids: no message ids"):
         normalise.message_ids([])
 
 
@@ -145,9 +145,9 @@ def test_variables_are_sent_as_text():
         "price": "9.5",
     }
     assert normalise.variables('{"1": true}') == {"1": "true"}
-    with pytest.raises(InvalidParameterError, match="^template_variables: the value of 'x' must be text"):
+    with pytest.raises(InvalidParameterError, match=r"^template_variables: the value of 'x' must be text"):
         normalise.variables({"x": {"nested": 1}})
-    with pytest.raises(InvalidParameterError, match="^template_variables: expected a mapping"):
+    with pytest.raises(InvalidParameterError, match=r"^template_variables: expected a mapping"):
         normalise.variables(["a"])
 
 
@@ -161,11 +161,11 @@ def test_variables_always_become_strings(mapping):
 def test_recipient_variables_are_keyed_by_e164():
     result = normalise.recipient_variables({"099 123 456": {"1": "Ana"}}, default_region="UY")
     assert result == {"+59899123456": {"1": "Ana"}}
-    with pytest.raises(InvalidParameterError, match="^recipient_variables: 'x' is not a phone number"):
+    with pytest.raises(InvalidParameterError, match=r"^recipient_variables: 'x' is not a phone number"):
         normalise.recipient_variables({"x": {}})
 
 
 def test_region_is_checked():
     assert normalise.region("uy") == "UY" and normalise.region(None) is None
-    with pytest.raises(InvalidParameterError, match="^default_region:"):
+    with pytest.raises(InvalidParameterError, match=r"^default_region:"):
         normalise.region("Uruguay")
