@@ -41,7 +41,7 @@ format: $(STAMP)
 test-floor:
 	test -x $(FLOOR_VENV)/bin/python || $(PYTHON) -m venv $(FLOOR_VENV)
 	$(FLOOR_VENV)/bin/python -m pip install -q --disable-pip-version-check uv
-	VIRTUAL_ENV=$(FLOOR_VENV) $(FLOOR_VENV)/bin/uv pip install -q "apache-airflow==$(FLOOR_AIRFLOW)" -e ".[test]"
+	VIRTUAL_ENV=$(FLOOR_VENV) $(FLOOR_VENV)/bin/uv pip install -q -c constraints-floor.txt "apache-airflow==$(FLOOR_AIRFLOW)" -e ".[test]"
 	$(FLOOR_VENV)/bin/python -m pytest -p no:cacheprovider
 
 clean:
