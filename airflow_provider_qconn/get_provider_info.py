@@ -1,10 +1,63 @@
-"""Provider metadata read by Airflow's providers manager (entry point ``apache_airflow_provider``)."""
+"""Provider metadata read by Airflow's providers manager (entry point ``apache_airflow_provider``).
+
+The connection forms are declared here as ``conn-fields`` (Airflow >= 3.2 reads them without importing the
+hooks). Field names are part of the public surface: never rename one.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from airflow_provider_qconn import __version__
+
+_TEXT = {"type": ["string", "null"]}
+_SECRET = {"type": ["string", "null"], "format": "password"}
+
+
+def _field(label: str, description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"label": label, "description": description, "schema": dict(schema or _TEXT)}
+
+
+MSGRAPH_CONN_FIELDS: dict[str, dict[str, Any]] = {
+    "auth_type": _field(
+        "Authentication",
+        "refresh_token (delegated sign-in), client_secret, certificate, managed_identity or workload_identity. "
+        "Inferred when empty: a refresh token means delegated, a certificate means certificate, a password means "
+        "client_secret.",
+        {
+            "type": ["string", "null"],
+            "enum": [None, "refresh_token", "client_secret", "certificate", "managed_identity", "workload_identity"],
+        },
+    ),
+    "tenant_id": _field(
+        "Tenant",
+        "common (default), consumers, organizations, or a tenant id or domain. App-only modes need a real tenant.",
+    ),
+    "refresh_token": _field("Refresh token", "Delegated sign-in token (kept secret).", _SECRET),
+    "user_id": _field(
+        "Mailbox",
+        "Mailbox (UPN or id) to act on. Required for app-only modes; delegated sign-in uses the signed-in user.",
+    ),
+    "certificate_path": _field("Certificate path", "App-only certificate: a PEM file on the worker."),
+    "certificate_data": _field(
+        "Certificate (PEM)", "App-only certificate and key as PEM text; the password field is its password.", _SECRET
+    ),
+    "base_url": _field("Graph base URL", "Default https://graph.microsoft.com/v1.0 (a national cloud, a sandbox)."),
+    "authority": _field("Login authority", "Default https://login.microsoftonline.com."),
+}
+
+TWILIO_CONN_FIELDS: dict[str, dict[str, Any]] = {
+    "from_number": _field("WhatsApp sender", "The sender's number in E.164, e.g. +14155238886."),
+    "messaging_service_sid": _field("Messaging Service SID", "Alternative sender: a Messaging Service (MG...)."),
+    "base_url": _field(
+        "API base URL", "One base URL for the Messages and Content APIs (a proxy, a sandbox). Default: Twilio's hosts."
+    ),
+    "max_concurrency": _field(
+        "Maximum concurrency",
+        "Upper bound on requests in flight from one task (default 10).",
+        {"type": ["integer", "null"], "minimum": 1},
+    ),
+}
 
 
 def get_provider_info() -> dict[str, Any]:
@@ -18,4 +71,28 @@ def get_provider_info() -> dict[str, Any]:
         ),
         "versions": [__version__],
         "state": "ready",
+        "connection-types": [
+            {
+                "connection-type": "qconn_msgraph",
+                "hook-class-name": "airflow_provider_qconn.hooks.msgraph.MSGraphHook",
+                "hook-name": "Outlook (Microsoft Graph)",
+                "ui-field-behaviour": {
+                    "hidden-fields": ["host", "schema", "port", "extra"],
+                    "relabeling": {"login": "Application (client) ID", "password": "Client secret"},
+                    "placeholders": {"login": "00000000-0000-0000-0000-000000000000"},
+                },
+                "conn-fields": MSGRAPH_CONN_FIELDS,
+            },
+            {
+                "connection-type": "qconn_twilio",
+                "hook-class-name": "airflow_provider_qconn.hooks.twilio.TwilioHook",
+                "hook-name": "WhatsApp (Twilio)",
+                "ui-field-behaviour": {
+                    "hidden-fields": ["host", "schema", "port", "extra"],
+                    "relabeling": {"login": "Account SID", "password": "Auth Token"},
+                    "placeholders": {"login": "AC...", "from_number": "+14155238886"},
+                },
+                "conn-fields": TWILIO_CONN_FIELDS,
+            },
+        ],
     }

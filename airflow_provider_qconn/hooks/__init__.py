@@ -1,0 +1,1 @@
+"""Hooks: an Airflow connection in, an authenticated API client out."""

@@ -1,0 +1,54 @@
+"""What both hooks share: the CA bundle the standard variables name, and connection-extra parsing."""
+
+from __future__ import annotations
+
+import os
+import ssl
+from typing import Any
+
+from airflow_provider_qconn.exceptions import ConnectionConfigError
+
+#: The variables that name a CA bundle, in the order the HTTP libraries we use consult them.
+CA_VARIABLES = ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "CURL_CA_BUNDLE")
+
+
+def ca_bundle() -> str | None:
+    """The CA bundle named by ``REQUESTS_CA_BUNDLE``, ``SSL_CERT_FILE`` or ``CURL_CA_BUNDLE`` (first set wins).
+
+    requests-based clients read the first, httpx and aiohttp the second; passing the result explicitly to every
+    client makes either variable work for all of them.
+    """
+    for name in CA_VARIABLES:
+        path = os.environ.get(name)
+        if path and os.path.exists(path):
+            return path
+    return None
+
+
+def ssl_context() -> ssl.SSLContext:
+    """A verifying SSL context over :func:`ca_bundle` (or the system's CAs)."""
+    bundle = ca_bundle()
+    return ssl.create_default_context(cafile=bundle) if bundle else ssl.create_default_context()
+
+
+def positive_int(extra: dict[str, Any], field: str, default: int, conn_id: str) -> int:
+    """An integer connection extra that must be at least 1."""
+    value = extra.get(field)
+    if value in (None, ""):
+        return default
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = 0
+    if number < 1:
+        raise ConnectionConfigError(f"connection {conn_id!r}: extra {field!r} must be a whole number >= 1")
+    return number
+
+
+def https_url(extra: dict[str, Any], field: str, default: str, conn_id: str) -> str:
+    """A base URL from a connection extra, without its trailing slash; it must be https (or loopback http)."""
+    value = str(extra.get(field) or default).strip().rstrip("/")
+    loopback = value.startswith(("http://127.0.0.1", "http://localhost", "http://[::1]"))
+    if not (value.startswith("https://") or loopback):
+        raise ConnectionConfigError(f"connection {conn_id!r}: extra {field!r} must be an https URL, got {value!r}")
+    return value

@@ -1,0 +1,1 @@
+"""Operators: template fields, validation, one hook call, a JSON-serialisable dict out."""
