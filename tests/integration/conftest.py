@@ -90,6 +90,7 @@ class RefreshTokenCredential:
         self.app = app
         self.refresh_token = refresh_token
         self.redemptions = 0
+        self.closes = 0
         self._token: Any = None
         self._lock = asyncio.Lock()
 
@@ -111,7 +112,7 @@ class RefreshTokenCredential:
             return self._token
 
     async def close(self) -> None:
-        return None
+        self.closes += 1
 
     async def __aenter__(self) -> RefreshTokenCredential:
         return self

@@ -130,6 +130,7 @@ def test_wrong_client_secret_is_refused(sandbox: Sandbox, ca: str) -> None:
 
 
 @pytest.mark.parametrize("tenant", ["common", "organizations"])
+@pytest.mark.filterwarnings("ignore:Using /common or /organizations authority:DeprecationWarning")
 def test_client_credentials_need_a_real_tenant(sandbox: Sandbox, ca: str, tenant: str) -> None:
     from azure.identity import ClientSecretCredential
 
