@@ -18,6 +18,7 @@ import logging
 import random
 import re
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -112,7 +113,10 @@ def _error_for(service: str, status: int, retry_after: float | None) -> tuple[by
         503: ("ServiceNotAvailable", "The service is temporarily unavailable."),
         504: ("GatewayTimeout", "The gateway timed out."),
     }.get(status, ("InternalServerError", "An internal server error occurred."))
-    return json.dumps({"error": {"code": code, "message": message}}).encode(), headers
+    request_id = str(uuid.uuid4())
+    headers["request-id"] = request_id
+    inner = {"date": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()), "request-id": request_id}
+    return json.dumps({"error": {"code": code, "message": message, "innerError": inner}}).encode(), headers
 
 
 class SandboxMiddleware:

@@ -372,7 +372,7 @@ async def fetch_content(request: Request, state: State, account: dict[str, Any])
 @twilio_route
 async def list_content(request: Request, state: State, account: dict[str, Any]) -> Response:
     try:
-        page_size = max(1, min(500, int(request.query_params.get("PageSize", "50"))))
+        page_size = max(1, min(1000, int(request.query_params.get("PageSize", "50"))))
         page = max(0, int(request.query_params.get("Page", "0")))
     except ValueError as error:
         raise TwilioError(400, 20001, "Invalid paging parameter") from error
