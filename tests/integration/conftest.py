@@ -6,9 +6,7 @@ that does NOT hold it (certifi's), so a client that silently prefers the environ
 
 from __future__ import annotations
 
-import asyncio
 import ssl
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,8 +17,7 @@ import pytest
 from airflow_provider_qconn.sandbox import seed
 from airflow_provider_qconn.sandbox.server import Sandbox
 
-GRAPH_APP_SCOPES = ["https://graph.microsoft.com/.default"]
-GRAPH_DELEGATED_SCOPES = ["Calendars.ReadWrite"]
+from .support import GRAPH_APP_SCOPES, GRAPH_DELEGATED_SCOPES, RefreshTokenCredential, requests_session
 
 
 @pytest.fixture(autouse=True)
@@ -46,16 +43,6 @@ def certificate_path(tmp_path: Path) -> str:
     return str(path)
 
 
-def requests_session(ca_path: str) -> Any:
-    """A requests session that trusts exactly the sandbox CA (``trust_env=False``: the environment cannot win)."""
-    import requests
-
-    session = requests.Session()
-    session.trust_env = False
-    session.verify = ca_path
-    return session
-
-
 @pytest.fixture
 def msal_app(sandbox: Sandbox, ca: str) -> Iterator[Callable[[str], Any]]:
     """A factory of MSAL public client apps on a tenant (``common``, ``organizations``, ``consumers`` ...)."""
@@ -76,49 +63,6 @@ def msal_app(sandbox: Sandbox, ca: str) -> Iterator[Callable[[str], Any]]:
     yield make
     for session in sessions:
         session.close()
-
-
-class RefreshTokenCredential:
-    """An async azure-core ``TokenCredential`` for delegated Graph access from a stored refresh token.
-
-    It redeems the refresh token with MSAL (in a thread: MSAL is synchronous), keeps the rotated one, and
-    caches the access token until shortly before it expires. This is the shape the MSGraphHook needs for
-    ``auth_type=refresh_token``, since no azure-identity credential accepts a refresh token.
-    """
-
-    def __init__(self, app: Any, refresh_token: str) -> None:
-        self.app = app
-        self.refresh_token = refresh_token
-        self.redemptions = 0
-        self.closes = 0
-        self._token: Any = None
-        self._lock = asyncio.Lock()
-
-    async def get_token(self, *scopes: str, **kwargs: Any) -> Any:
-        from azure.core.credentials import AccessToken
-        from azure.core.exceptions import ClientAuthenticationError
-
-        async with self._lock:
-            if self._token is not None and self._token.expires_on - 300 > time.time():
-                return self._token
-            result = await asyncio.to_thread(
-                self.app.acquire_token_by_refresh_token, self.refresh_token, scopes=list(scopes)
-            )
-            if "access_token" not in result:
-                raise ClientAuthenticationError(message=result.get("error_description") or result.get("error"))
-            self.redemptions += 1
-            self.refresh_token = result.get("refresh_token", self.refresh_token)
-            self._token = AccessToken(result["access_token"], int(time.time()) + int(result["expires_in"]))
-            return self._token
-
-    async def close(self) -> None:
-        self.closes += 1
-
-    async def __aenter__(self) -> RefreshTokenCredential:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
 
 
 GraphFactory = Callable[..., Awaitable[Any]]
@@ -201,14 +145,27 @@ async def me_graph(graph_client: GraphFactory, organizer_credential: RefreshToke
 
 
 @pytest.fixture
-def twilio_client(sandbox: Sandbox, ca: str) -> Iterator[Any]:
-    """A synchronous twilio ``Client`` on the sandbox: both domains moved, the CA given to its session."""
+def twilio_factory(sandbox: Sandbox, ca: str) -> Iterator[Callable[..., Any]]:
+    """A factory of synchronous twilio ``Client``s on the sandbox: both domains moved, the CA given to the session."""
     from twilio.rest import Client
 
-    client = Client(seed.ACCOUNT_SID, seed.AUTH_TOKEN, environment={"TWILIO_NOTHING": "1"})
-    client.api.base_url = sandbox.twilio_base_url
-    client.content.base_url = sandbox.twilio_base_url
-    client.http_client.session.trust_env = False
-    client.http_client.session.verify = ca
-    yield client
-    client.http_client.session.close()
+    clients = []
+
+    def make(auth_token: str = seed.AUTH_TOKEN) -> Any:
+        client = Client(seed.ACCOUNT_SID, auth_token, environment={"TWILIO_NOTHING": "1"})
+        client.api.base_url = sandbox.twilio_base_url
+        client.content.base_url = sandbox.twilio_base_url
+        client.http_client.session.trust_env = False
+        client.http_client.session.verify = ca
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.http_client.session.close()
+
+
+@pytest.fixture
+def twilio_client(twilio_factory: Callable[..., Any]) -> Any:
+    """A synchronous twilio ``Client`` for the seeded account."""
+    return twilio_factory()

@@ -12,7 +12,7 @@ from azure.core.exceptions import ClientAuthenticationError
 from airflow_provider_qconn.sandbox import seed
 from airflow_provider_qconn.sandbox.server import Sandbox
 
-from .conftest import GRAPH_APP_SCOPES, GRAPH_DELEGATED_SCOPES
+from .support import GRAPH_APP_SCOPES, GRAPH_DELEGATED_SCOPES
 
 
 def _credential_kwargs(sandbox: Sandbox, ca: str) -> dict[str, Any]:
@@ -58,14 +58,40 @@ async def test_async_client_secret_credential_gets_a_token(sandbox: Sandbox, ca:
     assert len(_token_posts(sandbox)) == 1
 
 
+def _assertion_header(bodies: list[Any]) -> dict[str, Any]:
+    """The JOSE header of the client assertion in the one token request among captured request bodies."""
+    import jwt
+
+    (assertion,) = [
+        body["client_assertion"] for body in bodies if isinstance(body, dict) and "client_assertion" in body
+    ]
+    return jwt.get_unverified_header(assertion)
+
+
 def test_certificate_credential_gets_a_token(sandbox: Sandbox, ca: str, certificate_path: str) -> None:
-    """The sync credential signs its assertion with RS256 and an ``x5t`` (SHA-1) thumbprint."""
+    """The sync credential (MSAL inside) signs its assertion with RS256 and an ``x5t`` (SHA-1) thumbprint."""
+    from azure.core.pipeline.transport import RequestsTransport
     from azure.identity import CertificateCredential
 
+    bodies: list[Any] = []
+
+    class CapturingTransport(RequestsTransport):
+        def send(self, request: Any, **kwargs: Any) -> Any:
+            bodies.append(request.body)
+            return super().send(request, **kwargs)
+
+    # A transport of one's own must carry the CA itself: the credential's connection_verify is not applied to it.
     credential = CertificateCredential(
-        seed.TENANT_ID, seed.CLIENT_ID, certificate_path, **_credential_kwargs(sandbox, ca)
+        seed.TENANT_ID,
+        seed.CLIENT_ID,
+        certificate_path,
+        transport=CapturingTransport(connection_verify=ca),
+        **_credential_kwargs(sandbox, ca),
     )
     assert credential.get_token(*GRAPH_APP_SCOPES).token.startswith("sbx-at-")
+    header = _assertion_header(bodies)
+    assert header["alg"] == "RS256"
+    assert "x5t" in header
     body = _token_posts(sandbox)[0]["body"]
     assert "client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer" in body
     credential.close()
@@ -73,13 +99,28 @@ def test_certificate_credential_gets_a_token(sandbox: Sandbox, ca: str, certific
 
 async def test_async_certificate_credential_gets_a_token(sandbox: Sandbox, ca: str, certificate_path: str) -> None:
     """The aio credential signs with PS256 and an ``x5t#S256`` thumbprint; the sandbox checks both kinds."""
+    from azure.core.pipeline.transport import AioHttpTransport
     from azure.identity.aio import CertificateCredential
 
+    bodies: list[Any] = []
+
+    class CapturingTransport(AioHttpTransport):
+        async def send(self, request: Any, **kwargs: Any) -> Any:
+            bodies.append(request.body)
+            return await super().send(request, **kwargs)
+
     async with CertificateCredential(
-        seed.TENANT_ID, seed.CLIENT_ID, certificate_path, **_credential_kwargs(sandbox, ca)
+        seed.TENANT_ID,
+        seed.CLIENT_ID,
+        certificate_path,
+        transport=CapturingTransport(connection_verify=ca),
+        **_credential_kwargs(sandbox, ca),
     ) as credential:
         token = await credential.get_token(*GRAPH_APP_SCOPES)
     assert token.token.startswith("sbx-at-")
+    header = _assertion_header(bodies)
+    assert header["alg"] == "PS256"
+    assert "x5t#S256" in header
 
 
 def test_a_certificate_the_app_does_not_know_is_refused(sandbox: Sandbox, ca: str, tmp_path: Any) -> None:
