@@ -6,8 +6,9 @@ Fault rules (``POST /_sandbox/faults``) match requests by ``service`` (``graph``
 ``method`` and ``path`` (a regular expression searched in the path), and do one of:
 ``{"status": 429|500|503|504, "retry_after": seconds}`` (the provider's own error body), ``{"drop": true}``
 (the connection is cut after the response headers), and/or ``{"latency": seconds}``. ``"phase": "after"``
-lets the request take effect first (the ambiguous failure: a message was created but the client saw a 5xx or a
-cut connection). ``"times": N`` applies a rule to the next N matching requests, ``"ratio": p`` to a random share.
+lets the request take effect first (the ambiguous failure: a message was created but the client saw a 5xx, a
+cut connection, or, with ``latency``, no answer before its timeout). ``"times": N`` applies a rule to the
+next N matching requests, ``"ratio": p`` to a random share.
 """
 
 from __future__ import annotations
@@ -159,12 +160,15 @@ class SandboxMiddleware:
                 await self._finish(scope, service, body, captured, started, rule, send)
                 return
             rule = self._match_fault(service, scope["method"], path)
-            latency = float(self._setting("latency").get(service, 0.0)) + float((rule or {}).get("latency", 0.0))
+            after = bool(rule) and rule.get("phase", "before") == "after"
+            rule_latency = float((rule or {}).get("latency", 0.0))
+            latency = float(self._setting("latency").get(service, 0.0)) + (0.0 if after else rule_latency)
             if latency:
                 await asyncio.sleep(latency)
             if rule and (rule.get("status") or rule.get("drop")):
-                if rule.get("phase", "before") == "after":
+                if after:
                     await self.app(scope, replay, _discard)
+                    await asyncio.sleep(rule_latency)
                 if rule.get("status"):
                     payload, headers = _error_for(service, int(rule["status"]), rule.get("retry_after"))
                     await _send_bytes(capture, int(rule["status"]), payload, headers)
@@ -172,6 +176,8 @@ class SandboxMiddleware:
                     captured["status"] = 0
             else:
                 await self.app(scope, replay, capture)
+                if after and rule_latency:
+                    await asyncio.sleep(rule_latency)  # the request took effect; the answer is slow
         finally:
             self.in_flight[limit_key] -= 1
         await self._finish(scope, service, body, captured, started, rule, send)

@@ -1,0 +1,508 @@
+"""TwilioHook: WhatsApp template messages and message status through Twilio's Messages and Content APIs.
+
+The connection holds the Account SID (login), the Auth Token (password) and, as extras, the WhatsApp sender
+(``from_number``) or a Messaging Service (``messaging_service_sid``), one ``base_url`` for every Twilio domain
+(a proxy, the sandbox) and ``max_concurrency``. The twilio SDK is imported only when a client is built.
+
+Sending is retry-safe: 429/20429 (never processed by Twilio) is retried with exponential backoff; a timeout,
+a cut connection or a 5xx on a create is ambiguous, so the hook asks Twilio whether the message exists (list by
+To and From, newest first, matched on ``date_created``; queued messages have no ``date_sent`` yet) before sending
+again; and a :class:`~airflow_provider_qconn.ledger.SendLedger` lets a later Airflow try skip what an earlier
+one sent, and reconcile what it was sending when it died.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from airflow.sdk import BaseHook
+
+from airflow_provider_qconn import normalise
+from airflow_provider_qconn.exceptions import ApiError, ConnectionConfigError, NonRetryableApiError
+from airflow_provider_qconn.hooks.common import ca_bundle, https_url, positive_int, ssl_context
+from airflow_provider_qconn.ledger import SendLedger
+
+if TYPE_CHECKING:
+    from twilio.rest import Client
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: The twilio clients log every request (URLs with numbers, form fields) at INFO: keep that out of task logs.
+_QUIET = logging.getLogger("airflow_provider_qconn.twilio_http")
+_QUIET.setLevel(logging.WARNING)
+
+DEFAULT_MAX_CONCURRENCY = 10
+#: WhatsApp senders deliver 10 messages/s by default and Twilio queues the rest for up to 4 hours.
+SENDER_MESSAGES_PER_SECOND = 10
+QUEUE_HOURS = 4
+#: Tolerance between our clock and Twilio's when matching ``date_created`` (Twilio stores whole seconds).
+CLOCK_SKEW_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class TwilioConfig:
+    """What the hook needs from the connection, validated."""
+
+    conn_id: str
+    account_sid: str
+    auth_token: str = field(repr=False)
+    from_number: str | None
+    messaging_service_sid: str | None
+    base_url: str | None
+    max_concurrency: int
+
+    @property
+    def sender(self) -> str | None:
+        """The ``From`` address (``whatsapp:+...``), or None when a Messaging Service picks it."""
+        return f"{normalise.WHATSAPP_PREFIX}{self.from_number}" if self.from_number else None
+
+    def require_sender(self) -> None:
+        if not (self.from_number or self.messaging_service_sid):
+            raise ConnectionConfigError(
+                f"connection {self.conn_id!r}: set extra 'from_number' (the WhatsApp sender, E.164) or "
+                "'messaging_service_sid'"
+            )
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    """One template message to send: the recipient (E.164) and its variables as text."""
+
+    recipient: str
+    variables: dict[str, str]
+
+
+@dataclass
+class SendResult:
+    """What became of one recipient: a message SID, or the provider's (or our) error code and message."""
+
+    recipient: str
+    message_id: str | None = None
+    status: str | None = None
+    code: int | str | None = None
+    message: str | None = None
+    resumed: bool = False
+
+    @property
+    def sent(self) -> bool:
+        return self.message_id is not None
+
+
+@dataclass
+class LookupResult:
+    """The status of one message, or why it could not be read."""
+
+    message_id: str
+    details: dict[str, Any] | None = None
+    code: int | str | None = None
+    message: str | None = None
+
+
+@dataclass
+class _Failure:
+    """A request outcome that is not a message: a provider refusal or a transport failure."""
+
+    code: int | str
+    message: str
+    status: int | None = None
+    ambiguous: bool = False
+
+    @property
+    def throttled(self) -> bool:
+        return self.status == 429
+
+
+class TwilioHook(BaseHook):
+    """Interact with Twilio's Messages and Content APIs for WhatsApp.
+
+    :param twilio_conn_id: a ``qconn_twilio`` connection.
+    :param from_number: WhatsApp sender (E.164); overrides the connection's ``from_number``.
+    :param messaging_service_sid: Messaging Service (``MG...``); overrides the connection's.
+    :param max_concurrency: requests in flight at once; overrides the connection's (default 10).
+    :param timeout: seconds to wait for one HTTP response.
+    :param max_attempts: attempts per request when Twilio throttles (429) or fails (5xx, timeouts).
+    """
+
+    conn_name_attr = "twilio_conn_id"
+    default_conn_name = "qconn_twilio_default"
+    conn_type = "qconn_twilio"
+    hook_name = "WhatsApp (Twilio)"
+
+    def __init__(
+        self,
+        twilio_conn_id: str = default_conn_name,
+        *,
+        from_number: str | None = None,
+        messaging_service_sid: str | None = None,
+        max_concurrency: int | None = None,
+        timeout: float = 30.0,
+        max_attempts: int = 6,
+        backoff_seconds: float = 0.5,
+    ) -> None:
+        super().__init__()
+        self.twilio_conn_id = twilio_conn_id
+        self._overrides = {
+            "from_number": from_number,
+            "messaging_service_sid": messaging_service_sid,
+            "max_concurrency": max_concurrency,
+        }
+        self.timeout = timeout
+        self.max_attempts = max_attempts
+        self.backoff_seconds = backoff_seconds
+
+    # --- configuration and clients -------------------------------------------------------------------------
+
+    @cached_property
+    def config(self) -> TwilioConfig:
+        """The connection's fields, validated (raises ConnectionConfigError naming the field)."""
+        conn = self.get_connection(self.twilio_conn_id)
+        extra = {**conn.extra_dejson, **{k: v for k, v in self._overrides.items() if v is not None}}
+        conn_id = self.twilio_conn_id
+        account_sid = (conn.login or "").strip()
+        if not (account_sid.startswith("AC") and len(account_sid) == 34):
+            raise ConnectionConfigError(f"connection {conn_id!r}: login must be the Account SID (AC + 32 hex digits)")
+        if not conn.password:
+            raise ConnectionConfigError(f"connection {conn_id!r}: password must be the Auth Token")
+        from_number = extra.get("from_number") or None
+        if from_number:
+            try:
+                from_number = normalise.phone_number(str(from_number))
+            except ValueError as error:
+                raise ConnectionConfigError(f"connection {conn_id!r}: extra 'from_number': {error}") from error
+        service = extra.get("messaging_service_sid") or None
+        if service and not (str(service).startswith("MG") and len(str(service)) == 34):
+            raise ConnectionConfigError(f"connection {conn_id!r}: extra 'messaging_service_sid' must be MG + 32 hex")
+        base_url = https_url(extra, "base_url", "", conn_id) if extra.get("base_url") else None
+        return TwilioConfig(
+            conn_id=conn_id,
+            account_sid=account_sid,
+            auth_token=conn.password,
+            from_number=from_number,
+            messaging_service_sid=service,
+            base_url=base_url,
+            max_concurrency=positive_int(extra, "max_concurrency", DEFAULT_MAX_CONCURRENCY, conn_id),
+        )
+
+    def _client(self, http_client: Any) -> Client:
+        from twilio.rest import Client
+
+        config = self.config
+        # A non-empty mapping: an empty one makes twilio read TWILIO_EDGE/TWILIO_REGION from os.environ.
+        client = Client(config.account_sid, config.auth_token, http_client=http_client, environment={"QCONN": "1"})
+        if config.base_url:
+            # Each Twilio domain has its own base URL; moving client.api does not move client.content.
+            client.api.base_url = config.base_url
+            client.content.base_url = config.base_url
+        return client
+
+    @cached_property
+    def client(self) -> Client:
+        """A synchronous twilio Client (requests), for single calls."""
+        from twilio.http.http_client import TwilioHttpClient
+
+        http = TwilioHttpClient(timeout=self.timeout, logger=_QUIET)
+        bundle = ca_bundle()
+        if bundle and http.session is not None:
+            http.session.verify = bundle
+        return self._client(http)
+
+    async def _open_async(self) -> tuple[Client, Any]:
+        """An asynchronous twilio Client over one aiohttp session bounded by ``max_concurrency``."""
+        import aiohttp
+        from twilio.http.async_http_client import AsyncTwilioHttpClient
+
+        http = AsyncTwilioHttpClient(pool_connections=False, logger=_QUIET)
+        connector = aiohttp.TCPConnector(limit=self.config.max_concurrency, ssl=ssl_context())
+        http.session = aiohttp.ClientSession(connector=connector)
+        return self._client(http), http
+
+    def _run(self, work: Callable[[Client], Awaitable[T]]) -> T:
+        async def main() -> T:
+            client, http = await self._open_async()
+            try:
+                return await work(client)
+            finally:
+                await http.close()
+
+        return asyncio.run(main())
+
+    # --- calls ----------------------------------------------------------------------------------------------
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Check the credentials with the cheapest authenticated call (one message of the list)."""
+        from twilio.base.exceptions import TwilioException
+
+        try:
+            config = self.config
+            self.client.messages.list(limit=1)
+        except ConnectionConfigError as error:
+            return False, str(error)
+        except TwilioException as error:
+            status, code, message = twilio_error(error)
+            return False, f"Twilio refused the request: {status} ({code}) {message}"
+        except Exception as error:  # network errors of any client library
+            return False, f"Twilio could not be reached: {type(error).__name__}"
+        sender = config.sender or config.messaging_service_sid or "no sender configured"
+        return True, f"Connected to Twilio account {config.account_sid} (sender: {sender})"
+
+    def get_template(self, template_sid: str) -> dict[str, Any]:
+        """A Content template: ``sid``, ``friendly_name``, ``language``, ``variables``, ``types``."""
+        from twilio.base.exceptions import TwilioException
+
+        try:
+            content = self.client.content.v1.contents(template_sid).fetch()
+        except TwilioException as error:
+            status, code, message = twilio_error(error)
+            kind = NonRetryableApiError if status in (400, 401, 403, 404) else ApiError
+            raise kind("Twilio", status, code, message) from error
+        return {
+            "sid": content.sid,
+            "friendly_name": content.friendly_name,
+            "language": content.language,
+            "variables": content.variables,
+            "types": content.types,
+        }
+
+    def send_whatsapp_templates(
+        self,
+        messages: Sequence[OutgoingMessage],
+        template_sid: str,
+        ledger: SendLedger | None = None,
+    ) -> list[SendResult]:
+        """Send one template message per recipient, concurrently; never twice to a recipient.
+
+        Recipients the ledger already holds a SID for are not sent to again; those it shows in flight (an
+        earlier try died mid-send) are first looked up at Twilio. The ledger is written once before and
+        once after each chunk of ``4 x max_concurrency`` recipients. Results come back in input order.
+        """
+        config = self.config
+        config.require_sender()
+        ledger = ledger or SendLedger(config.auth_token, template_sid)
+        queue_limit = SENDER_MESSAGES_PER_SECOND * QUEUE_HOURS * 3600
+        if len(messages) > queue_limit:
+            log.warning(
+                "Sending %d messages: at %d messages/s a WhatsApp sender delivers about %d within the %d hours "
+                "Twilio keeps them queued; the rest may fail.",
+                len(messages),
+                SENDER_MESSAGES_PER_SECOND,
+                queue_limit,
+                QUEUE_HOURS,
+            )
+        results: dict[str, SendResult] = {}
+        pending: list[tuple[OutgoingMessage, float | None]] = []
+        for outgoing in messages:
+            previous = ledger.sent_message(outgoing.recipient)
+            if previous:
+                results[outgoing.recipient] = SendResult(outgoing.recipient, previous, resumed=True)
+            else:
+                pending.append((outgoing, ledger.in_flight_since(outgoing.recipient)))
+        if len(results):
+            log.info("%d recipients were sent to by an earlier try; not sending to them again.", len(results))
+        claimed = {result.message_id for result in results.values() if result.message_id}
+        chunk_size = 4 * config.max_concurrency
+
+        async def work(client: Client) -> None:
+            limiter = asyncio.Semaphore(config.max_concurrency)
+            for start in range(0, len(pending), chunk_size):
+                chunk = pending[start : start + chunk_size]
+                ledger.begin([outgoing.recipient for outgoing, _since in chunk], time.time())
+                outcomes = await asyncio.gather(
+                    *(
+                        self._send_one(client, limiter, outgoing, template_sid, since, claimed)
+                        for outgoing, since in chunk
+                    )
+                )
+                for outcome in outcomes:
+                    results[outcome.recipient] = outcome
+                ledger.record(
+                    {o.recipient: o.message_id for o in outcomes if o.message_id},
+                    finished=[o.recipient for o in outcomes if not o.message_id and o.code != "unknown_outcome"],
+                )
+
+        if pending:
+            self._run(work)
+        return [results[outgoing.recipient] for outgoing in messages]
+
+    async def _send_one(
+        self,
+        client: Client,
+        limiter: asyncio.Semaphore,
+        outgoing: OutgoingMessage,
+        template_sid: str,
+        in_flight_since: float | None,
+        claimed: set[str],
+    ) -> SendResult:
+        config = self.config
+        to = f"{normalise.WHATSAPP_PREFIX}{outgoing.recipient}"
+        if in_flight_since is not None:
+            found = await self._find_created(client, limiter, to, in_flight_since, claimed)
+            if isinstance(found, _Failure):
+                return SendResult(outgoing.recipient, code="unknown_outcome", message=found.message)
+            if found is not None:
+                return SendResult(outgoing.recipient, found.sid, found.status, resumed=True)
+        params: dict[str, Any] = {"to": to, "content_sid": template_sid}
+        if outgoing.variables:
+            params["content_variables"] = json.dumps(outgoing.variables)
+        if config.messaging_service_sid and not config.from_number:
+            params["messaging_service_sid"] = config.messaging_service_sid
+        else:
+            params["from_"] = config.sender
+        failure: _Failure | None = None
+        for attempt in range(1, self.max_attempts + 1):
+            started = time.time()
+            outcome = await self._call(limiter, lambda: client.messages.create_async(**params))
+            if not isinstance(outcome, _Failure):
+                claimed.add(outcome.sid)
+                return SendResult(outgoing.recipient, outcome.sid, outcome.status)
+            failure = outcome
+            if outcome.ambiguous:
+                # Twilio may have created it: look before sending again.
+                await asyncio.sleep(min(self.backoff_seconds, 2.0))
+                found = await self._find_created(client, limiter, to, started, claimed)
+                if isinstance(found, _Failure):
+                    return SendResult(outgoing.recipient, code="unknown_outcome", message=found.message)
+                if found is not None:
+                    return SendResult(outgoing.recipient, found.sid, found.status)
+            elif not outcome.throttled:
+                break
+            if attempt < self.max_attempts:
+                await asyncio.sleep(self._backoff(attempt))
+        assert failure is not None
+        code = "throttled" if failure.throttled else failure.code
+        return SendResult(outgoing.recipient, code=code, message=failure.message)
+
+    async def _find_created(
+        self, client: Client, limiter: asyncio.Semaphore, to: str, since: float, claimed: set[str]
+    ) -> Any:
+        """The message our earlier attempt created for ``to`` (newest first, by To and From), if any."""
+        config = self.config
+        params: dict[str, Any] = {"to": to, "limit": 20, "page_size": 20}
+        if config.sender and not (config.messaging_service_sid and not config.from_number):
+            params["from_"] = config.sender
+        threshold = dt.datetime.fromtimestamp(since - CLOCK_SKEW_SECONDS, dt.timezone.utc)
+        for attempt in range(1, self.max_attempts + 1):
+            listed = await self._call(limiter, lambda: client.messages.list_async(**params))
+            if not isinstance(listed, _Failure):
+                break
+            if not (listed.throttled or listed.ambiguous) or attempt == self.max_attempts:
+                return listed
+            await asyncio.sleep(self._backoff(attempt))
+        candidates = [
+            message
+            for message in listed
+            if message.sid not in claimed
+            and message.date_created is not None
+            and message.date_created >= threshold
+            and (
+                not config.messaging_service_sid
+                or config.from_number
+                or message.messaging_service_sid == config.messaging_service_sid
+            )
+        ]
+        if not candidates:
+            return None
+        earliest = min(candidates, key=lambda message: message.date_created)
+        if len(candidates) > 1:
+            log.warning(
+                "Found %d messages to one recipient since the send began; keeping the earliest.", len(candidates)
+            )
+        claimed.add(earliest.sid)
+        return earliest
+
+    async def _call(self, limiter: asyncio.Semaphore, request: Callable[[], Awaitable[T]]) -> T | _Failure:
+        """One request within the concurrency bound, its failure classified instead of raised."""
+        import aiohttp
+        from twilio.base.exceptions import TwilioException
+
+        async with limiter:
+            try:
+                # The async twilio client passes timeout=None to aiohttp, which disables every timeout.
+                return await asyncio.wait_for(request(), self.timeout)
+            except TwilioException as error:
+                status, code, message = twilio_error(error)
+                return _Failure(code or status or "error", message, status=status, ambiguous=(status or 500) >= 500)
+            except (asyncio.TimeoutError, TimeoutError):
+                return _Failure("timeout", f"no response within {self.timeout} s", ambiguous=True)
+            except aiohttp.ClientError as error:
+                return _Failure("connection_error", f"the connection failed: {type(error).__name__}", ambiguous=True)
+
+    def _backoff(self, attempt: int) -> float:
+        import random
+
+        return random.uniform(0, self.backoff_seconds * 2 ** (attempt - 1))
+
+    def fetch_message_statuses(self, message_ids: Sequence[str]) -> dict[str, LookupResult]:
+        """The status of each distinct message SID, fetched concurrently (429, 5xx and timeouts retried)."""
+        unique = list(dict.fromkeys(message_ids))
+
+        async def work(client: Client) -> list[LookupResult]:
+            limiter = asyncio.Semaphore(self.config.max_concurrency)
+            return list(await asyncio.gather(*(self._fetch_one(client, limiter, sid) for sid in unique)))
+
+        if not unique:
+            return {}
+        return {result.message_id: result for result in self._run(work)}
+
+    async def _fetch_one(self, client: Client, limiter: asyncio.Semaphore, sid: str) -> LookupResult:
+        for attempt in range(1, self.max_attempts + 1):
+            outcome = await self._call(limiter, lambda: client.messages(sid).fetch_async())
+            if not isinstance(outcome, _Failure):
+                return LookupResult(sid, details=message_details(outcome))
+            if not (outcome.throttled or outcome.ambiguous) or attempt == self.max_attempts:
+                code = "throttled" if outcome.throttled else outcome.code
+                return LookupResult(sid, code=code, message=outcome.message)
+            await asyncio.sleep(self._backoff(attempt))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+def message_details(message: Any) -> dict[str, Any]:
+    """The fields of a message the operators publish, JSON-serialisable."""
+    to = message.to or ""
+    if to.lower().startswith(normalise.WHATSAPP_PREFIX):
+        to = to[len(normalise.WHATSAPP_PREFIX) :]
+    updated = message.date_updated
+    return {
+        "message_id": message.sid,
+        "status": message.status,
+        "to": to,
+        "error_code": message.error_code,
+        "error_message": message.error_message,
+        "date_updated": updated.isoformat() if updated is not None else None,
+    }
+
+
+def _clean(message: str | None) -> str:
+    """Twilio's message without the SDK's 'Unable to create record: ' prefix."""
+    text = (message or "").strip()
+    for prefix in ("Unable to create record: ", "Unable to fetch record: ", "Unable to fetch page: "):
+        text = text.removeprefix(prefix)
+    return text
+
+
+def twilio_error(error: Exception) -> tuple[int | None, int | None, str]:
+    """(HTTP status, Twilio code, message) of a twilio SDK error.
+
+    Single-resource calls raise TwilioRestException; list pages raise a plain TwilioException whose second
+    argument is the HTTP response, with Twilio's error body.
+    """
+    from twilio.base.exceptions import TwilioRestException
+
+    if isinstance(error, TwilioRestException):
+        return error.status, error.code, _clean(error.msg)
+    response = error.args[1] if len(error.args) > 1 else None
+    status = getattr(response, "status_code", None)
+    try:
+        body = json.loads(getattr(response, "text", "") or "{}")
+    except ValueError:
+        body = {}
+    return status, body.get("code"), str(body.get("message") or (error.args[0] if error.args else error))

@@ -1,0 +1,238 @@
+"""WhatsApp operators (Qflow's "WhatsApp" connector): send a template message, read message statuses."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.sdk import BaseOperator, Context
+
+from airflow_provider_qconn import normalise
+from airflow_provider_qconn.exceptions import InvalidParameterError, QconnError
+from airflow_provider_qconn.hooks.twilio import OutgoingMessage, TwilioHook
+from airflow_provider_qconn.ledger import SendLedger
+
+FAIL_ON = ("error", "partial", "never")
+
+
+def _fail_on(value: Any) -> str:
+    if value not in FAIL_ON:
+        raise InvalidParameterError("fail_on", f"expected one of {', '.join(FAIL_ON)}, got {value!r}")
+    return str(value)
+
+
+def _verdict(succeeded: int, total: int, words: tuple[str, str, str]) -> str:
+    """All, some or none succeeded, in the operator's own words (Sent/PartiallySent/Error, Ok/...)."""
+    if total and succeeded == total:
+        return words[0]
+    return words[1] if succeeded else words[2]
+
+
+def _finish(context: Context, outputs: dict[str, Any], fail_on: str, failed_words: tuple[str, str]) -> dict[str, Any]:
+    """Return the outputs, or push them and fail when ``fail_on`` says so."""
+    result = outputs["result"]
+    complete, none = failed_words
+    should_fail = (fail_on == "error" and result == none) or (fail_on == "partial" and result != complete)
+    if not should_fail:
+        return outputs
+    _push(context, outputs)
+    summary = "; ".join(
+        f"{e.get('recipient', e.get('message_id'))}: {e['code']} {e['message']}" for e in outputs["errors"][:5]
+    )
+    raise QconnError(f"result {result} with fail_on={fail_on!r}: {summary}")
+
+
+def _push(context: Context, outputs: dict[str, Any]) -> None:
+    """Push the outputs as XComs before the task fails (a return value would never be pushed)."""
+    ti = context["ti"]
+    for key, value in outputs.items():
+        ti.xcom_push(key=key, value=value)
+
+
+def _ledger_variable(context: Context) -> str:
+    """The Airflow Variable that holds one task instance's send ledger (the same for all its tries)."""
+    ti = context["ti"]
+    identity = f"{ti.dag_id}\x1f{ti.task_id}\x1f{ti.run_id}\x1f{ti.map_index}"
+    return "qconn_whatsapp_ledger_" + hashlib.sha256(identity.encode()).hexdigest()[:32]
+
+
+class SendWhatsAppTemplateOperator(BaseOperator):
+    """Send a WhatsApp template message (a Twilio Content template) to each recipient.
+
+    Recipients are normalised to E.164 (``default_region`` for numbers written without ``+``) and sent to once
+    each, concurrently. An unparseable number is reported in ``failed_recipients`` and not sent to. Retries are
+    safe: an Airflow Variable records what was sent, so a later try neither sends twice nor skips anyone; it is
+    removed when the task succeeds.
+
+    :param recipients: phone numbers, as a list or one string separated by ``,`` or ``;``.
+    :param template_sid: the Content SID (``HX`` + 32 hex digits).
+    :param template_variables: placeholder -> value (text, number or boolean), for every recipient.
+    :param recipient_variables: recipient -> variables, merged over ``template_variables`` for that recipient.
+    :param default_region: ISO country code for numbers written without a country code.
+    :param fail_on: ``"error"`` (fail when nothing was sent), ``"partial"`` (fail unless all were sent), ``"never"``.
+    :param twilio_conn_id: a ``qconn_twilio`` connection.
+
+    Returns (and pushes as XComs) ``result`` (``Sent``/``PartiallySent``/``Error``), ``sent_message_ids``,
+    ``sent_recipients`` (same order), ``failed_recipients`` and ``errors``.
+    """
+
+    template_fields: Sequence[str] = (
+        "recipients",
+        "template_sid",
+        "template_variables",
+        "recipient_variables",
+        "default_region",
+        "fail_on",
+        "twilio_conn_id",
+    )
+    template_fields_renderers = {"template_variables": "json", "recipient_variables": "json"}
+    ui_color = "#dcf8c6"
+
+    def __init__(
+        self,
+        *,
+        recipients: str | Sequence[str],
+        template_sid: str,
+        template_variables: dict[str, Any] | str | None = None,
+        recipient_variables: dict[str, dict[str, Any]] | str | None = None,
+        default_region: str | None = None,
+        fail_on: str = "error",
+        twilio_conn_id: str = TwilioHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(multiple_outputs=True, **kwargs)
+        self.recipients = recipients
+        self.template_sid = template_sid
+        self.template_variables = template_variables
+        self.recipient_variables = recipient_variables
+        self.default_region = default_region
+        self.fail_on = fail_on
+        self.twilio_conn_id = twilio_conn_id
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        fail_on = _fail_on(self.fail_on)
+        region = normalise.region(self.default_region)
+        parsed = normalise.recipients(self.recipients, region)
+        template_sid = normalise.template_sid(self.template_sid)
+        common = normalise.variables(self.template_variables)
+        personal = normalise.recipient_variables(self.recipient_variables, region)
+        errors = [
+            {"recipient": written, "code": "invalid_number", "message": f"not a phone number: {reason}"}
+            for written, reason in parsed.invalid
+        ]
+        failed = [written for written, _reason in parsed.invalid]
+        if not parsed.valid:
+            _push(context, self._outputs([], [], failed, errors))
+            raise InvalidParameterError(
+                "recipients", f"none of the {len(failed)} recipients is a phone number ({errors[0]['message']})"
+            )
+        hook = TwilioHook(self.twilio_conn_id)
+        hook.config.require_sender()
+        from airflow.sdk import Variable
+
+        variable = _ledger_variable(context)
+        ledger = SendLedger.from_json(
+            hook.config.auth_token,
+            template_sid,
+            Variable.get(variable, default=None),
+            save=lambda value: Variable.set(variable, value, description="qconn: WhatsApp send ledger (hashed)"),
+        )
+        messages = [OutgoingMessage(number, {**common, **personal.get(number, {})}) for number in parsed.valid]
+        results = hook.send_whatsapp_templates(messages, template_sid, ledger=ledger)
+        sent = [result for result in results if result.sent]
+        for result in results:
+            if not result.sent:
+                failed.append(result.recipient)
+                errors.append({"recipient": result.recipient, "code": result.code, "message": result.message})
+        outputs = self._outputs(
+            [result.message_id for result in sent], [result.recipient for result in sent], failed, errors
+        )
+        self.log.info(
+            "WhatsApp template %s: %s (%d sent, %d resumed from an earlier try, %d failed; %d ledger writes)",
+            template_sid,
+            outputs["result"],
+            len(sent),
+            sum(result.resumed for result in sent),
+            len(failed),
+            ledger.writes,
+        )
+        finished = _finish(context, outputs, fail_on, ("Sent", "Error"))
+        if not ledger.is_empty():
+            Variable.delete(variable)
+        return finished
+
+    @staticmethod
+    def _outputs(
+        message_ids: list[str | None], recipients: list[str], failed: list[str], errors: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        total = len(message_ids) + len(failed)
+        return {
+            "result": _verdict(len(message_ids), total, ("Sent", "PartiallySent", "Error")),
+            "sent_message_ids": message_ids,
+            "sent_recipients": recipients,
+            "failed_recipients": failed,
+            "errors": errors,
+        }
+
+
+class GetMessageStatusOperator(BaseOperator):
+    """Read the status of WhatsApp messages (Twilio Message SIDs).
+
+    :param message_ids: Message SIDs, as a list (the send operator's ``sent_message_ids`` XCom works as is) or
+        one string separated by ``,`` or ``;``.
+    :param fail_on: ``"error"`` (fail when no lookup succeeded), ``"partial"`` (fail unless all succeeded),
+        ``"never"``.
+    :param twilio_conn_id: a ``qconn_twilio`` connection.
+
+    Returns ``statuses`` (one slot per input SID, in input order; None where the lookup failed), ``details``
+    (same slots: message_id, status, to, error_code, error_message, date_updated), ``result``
+    (``Ok``/``PartiallyOk``/``Error``, counting lookups, not deliveries) and ``errors``.
+    """
+
+    template_fields: Sequence[str] = ("message_ids", "fail_on", "twilio_conn_id")
+    ui_color = "#dcf8c6"
+
+    def __init__(
+        self,
+        *,
+        message_ids: str | Sequence[str],
+        fail_on: str = "error",
+        twilio_conn_id: str = TwilioHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(multiple_outputs=True, **kwargs)
+        self.message_ids = message_ids
+        self.fail_on = fail_on
+        self.twilio_conn_id = twilio_conn_id
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        fail_on = _fail_on(self.fail_on)
+        sids = normalise.message_ids(self.message_ids)
+        valid = [sid for sid in sids if normalise.is_message_sid(sid)]
+        lookups = TwilioHook(self.twilio_conn_id).fetch_message_statuses(valid) if valid else {}
+        statuses: list[str | None] = []
+        details: list[dict[str, Any] | None] = []
+        errors: list[dict[str, Any]] = []
+        for sid in sids:
+            lookup = lookups.get(sid)
+            if lookup is None:
+                errors.append(
+                    {
+                        "message_id": sid,
+                        "code": "invalid_sid",
+                        "message": "not a Message SID (SM or MM + 32 hex digits)",
+                    }
+                )
+            elif lookup.details is None:
+                errors.append({"message_id": sid, "code": lookup.code, "message": lookup.message})
+            details.append(lookup.details if lookup else None)
+            statuses.append(lookup.details["status"] if lookup and lookup.details else None)
+        succeeded = sum(slot is not None for slot in details)
+        outputs = {
+            "statuses": statuses,
+            "details": details,
+            "result": _verdict(succeeded, len(sids), ("Ok", "PartiallyOk", "Error")),
+            "errors": errors,
+        }
+        return _finish(context, outputs, fail_on, ("Ok", "Error"))
