@@ -25,15 +25,29 @@ class ConnectionConfigError(QconnError, AirflowFailException):
 class ApiError(QconnError):
     """A provider API refused a request: HTTP status, the API's own code, and its message."""
 
-    def __init__(self, service: str, status: int | None, code: str | int | None, message: str) -> None:
+    def __init__(
+        self,
+        service: str,
+        status: int | None,
+        code: str | int | None,
+        message: str,
+        *,
+        request_id: str | None = None,
+    ) -> None:
         self.service, self.status, self.code, self.message = service, status, code, message
+        self.request_id = request_id
         detail = f"{service} error"
         if status is not None:
             detail += f" {status}"
         if code is not None:
             detail += f" ({code})"
-        super().__init__(f"{detail}: {message}")
+        suffix = f" [request-id {request_id}]" if request_id else ""
+        super().__init__(f"{detail}: {message}{suffix}")
 
 
 class NonRetryableApiError(ApiError, AirflowFailException):
     """An API refusal a retry cannot fix (bad credentials, forbidden, not found, invalid request)."""
+
+
+class MeetingStateError(QconnError, AirflowFailException):
+    """A meeting is not in a state the task can accept (cancelled, or without the Teams join URL it required)."""

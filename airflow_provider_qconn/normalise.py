@@ -102,6 +102,16 @@ def time_range(start: Any, end: Any, time_zone: str = "UTC") -> tuple[dt.datetim
     return begins, ends
 
 
+def optional_time_range(start: Any, end: Any, time_zone: str = "UTC") -> tuple[dt.datetime | None, dt.datetime | None]:
+    """Like :func:`time_range` for an update: either may be omitted (None or an empty string, what a template
+    renders for a missing value); ``end`` must follow ``start`` when both are given."""
+    if _omitted(start) or _omitted(end):
+        begins = None if _omitted(start) else aware_datetime(start, "start", time_zone)
+        ends = None if _omitted(end) else aware_datetime(end, "end", time_zone)
+        return begins, ends
+    return time_range(start, end, time_zone)
+
+
 # --- e-mail -----------------------------------------------------------------------------------------------
 
 
@@ -131,6 +141,12 @@ def email_addresses(value: Any, parameter: str = "attendees") -> list[EmailAddre
             seen.add(normalised.lower())
             result.append(EmailAddress(normalised, name or None))
     return result
+
+
+def optional_email_addresses(value: Any, parameter: str = "attendees") -> list[EmailAddress] | None:
+    """Like :func:`email_addresses` for an update: None or an empty string means "not given" (None), while an
+    empty list means "nobody"."""
+    return None if _omitted(value) else email_addresses(value, parameter)
 
 
 # --- phone numbers ------------------------------------------------------------------------------------------
@@ -275,3 +291,58 @@ def recipient_variables(
             raise InvalidParameterError(parameter, f"{recipient!r} is not a phone number: {error}") from error
         result[number] = {**result.get(number, {}), **variables(mapping, f"{parameter}[{recipient!r}]")}
     return result
+
+
+# --- plain values -----------------------------------------------------------------------------------------------
+
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
+
+
+def _omitted(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def flag(value: Any, parameter: str, default: bool | None = None) -> bool | None:
+    """A boolean from a bool or what a template renders one into (``True``, ``false``, ``yes``, ``0`` ...);
+    None or an empty string gives ``default``."""
+    if _omitted(value):
+        return default
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise InvalidParameterError(parameter, f"expected true or false, got {value!r}")
+
+
+def text(value: Any, parameter: str) -> str | None:
+    """Optional free text (a subject, a location, a comment); None stays None."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidParameterError(parameter, f"expected text, got {type(value).__name__}")
+    return value
+
+
+def choice(value: Any, parameter: str, options: tuple[str, ...]) -> str:
+    """One of ``options``, case-insensitively, returned as written in ``options``."""
+    if isinstance(value, str):
+        for option in options:
+            if value.strip().lower() == option.lower():
+                return option
+    raise InvalidParameterError(parameter, f"expected one of {', '.join(map(repr, options))}, got {value!r}")
+
+
+def identifier(value: Any, parameter: str) -> str:
+    """An opaque API identifier (a Graph event id ...): non-empty text without spaces."""
+    if isinstance(value, Mapping):
+        raise InvalidParameterError(
+            parameter, f"expected an id, got a mapping with keys {sorted(map(str, value))}: pick one of its keys"
+        )
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidParameterError(parameter, f"expected a non-empty id, got {value!r}")
+    if any(character.isspace() for character in value.strip()):
+        raise InvalidParameterError(parameter, f"{value!r} is not an id: it contains spaces")
+    return value.strip()

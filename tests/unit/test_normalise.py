@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from zoneinfo import ZoneInfo
 
 import phonenumbers
 import pytest
@@ -169,3 +170,57 @@ def test_region_is_checked():
     assert normalise.region("uy") == "UY" and normalise.region(None) is None
     with pytest.raises(InvalidParameterError, match=r"^default_region:"):
         normalise.region("Uruguay")
+
+
+# --- what the Outlook operators add ---------------------------------------------------------------------------
+
+
+def test_an_update_may_give_only_one_of_start_and_end():
+    start, end = normalise.optional_time_range("2030-01-01T10:00", None, "Europe/Madrid")
+    assert start == dt.datetime(2030, 1, 1, 10, tzinfo=ZoneInfo("Europe/Madrid")) and end is None
+    assert normalise.optional_time_range("", " ", "UTC") == (None, None)
+    with pytest.raises(InvalidParameterError, match=r"^end: must be after start"):
+        normalise.optional_time_range("2030-01-01T10:00", "2030-01-01T09:00")
+    with pytest.raises(InvalidParameterError, match=r"^end: 'soon' is not an ISO 8601"):
+        normalise.optional_time_range(None, "soon")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(True, True), (False, False), ("True", True), ("false", False), (" yes ", True), ("0", False), (1, True)],
+)
+def test_flags_read_what_templates_render(value, expected):
+    assert normalise.flag(value, "teams_meeting") is expected
+
+
+def test_an_omitted_flag_is_its_default_and_a_bad_one_names_the_parameter():
+    assert normalise.flag(None, "teams_meeting") is None
+    assert normalise.flag("", "teams_meeting", default=False) is False
+    with pytest.raises(InvalidParameterError, match=r"^teams_meeting: expected true or false, got 'maybe'"):
+        normalise.flag("maybe", "teams_meeting")
+    with pytest.raises(InvalidParameterError, match=r"^missing_ok: expected true or false"):
+        normalise.flag(2, "missing_ok")
+
+
+def test_text_choice_and_identifier():
+    assert normalise.text(None, "subject") is None
+    assert normalise.text("Review", "subject") == "Review"
+    with pytest.raises(InvalidParameterError, match=r"^subject: expected text, got list"):
+        normalise.text(["Review"], "subject")
+    assert normalise.choice(" HTML ", "content_type", ("html", "text")) == "html"
+    with pytest.raises(InvalidParameterError, match=r"^content_type: expected one of 'html', 'text', got 'md'"):
+        normalise.choice("md", "content_type", ("html", "text"))
+    assert normalise.identifier(" AAkALg= ", "meeting_id") == "AAkALg="
+    with pytest.raises(InvalidParameterError, match=r"^meeting_id: expected a non-empty id"):
+        normalise.identifier("", "meeting_id")
+    with pytest.raises(InvalidParameterError, match=r"^meeting_id: 'a b' is not an id"):
+        normalise.identifier("a b", "meeting_id")
+    with pytest.raises(InvalidParameterError, match=r"^meeting_id: expected an id, got a mapping .*'meeting_id'"):
+        normalise.identifier({"meeting_id": "AAk", "join_url": None}, "meeting_id")
+
+
+def test_optional_attendees_tell_not_given_from_nobody():
+    assert normalise.optional_email_addresses(None) is None
+    assert normalise.optional_email_addresses("  ") is None
+    assert normalise.optional_email_addresses([]) == []
+    assert normalise.optional_email_addresses("a@example.com") == [normalise.EmailAddress("a@example.com")]
