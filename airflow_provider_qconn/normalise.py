@@ -170,8 +170,8 @@ def phone_number(value: str, default_region: str | None = None) -> str:
         if error.error_type == phonenumbers.NumberParseException.INVALID_COUNTRY_CODE:
             raise ValueError("no country code: write it as +<country code><number>, or set default_region") from error
         raise ValueError(re.sub(r"^\(\d+\)\s*", "", str(error))) from error
-    if not phonenumbers.is_possible_number(parsed):
-        raise ValueError("not a possible phone number for its country")
+    if not phonenumbers.is_valid_number(parsed):
+        raise ValueError("not a valid phone number for its country (too short, too long or an unused range)")
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
