@@ -1,0 +1,151 @@
+"""The WhatsApp operators' execute() against the sandbox, with Airflow Variables kept in a dict between tries."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from airflow_provider_qconn.exceptions import InvalidParameterError, QconnError
+from airflow_provider_qconn.operators.whatsapp import GetMessageStatusOperator, SendWhatsAppTemplateOperator
+from airflow_provider_qconn.sandbox import seed
+
+NUMBERS = ["+59899120001", "+59899120002", "+59899120003", "+59899120004"]
+
+
+class FakeTaskInstance:
+    """The parts of a task instance the operators use: identity and xcom_push."""
+
+    def __init__(self) -> None:
+        self.dag_id, self.task_id, self.run_id, self.map_index = "dag", "send", "manual__1", -1
+        self.pushed: dict[str, Any] = {}
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        json.dumps(value)  # XCom values must be JSON-serialisable
+        self.pushed[key] = value
+
+
+@pytest.fixture
+def variables(monkeypatch) -> dict[str, str]:
+    """Airflow Variables as a dict that outlives a try (as the metadata DB does)."""
+    from airflow.sdk import Variable
+
+    store: dict[str, str] = {}
+    monkeypatch.setattr(Variable, "get", staticmethod(lambda key, default=None: store.get(key, default)))
+    monkeypatch.setattr(
+        Variable, "set", staticmethod(lambda key, value, description=None: store.__setitem__(key, value))
+    )
+    monkeypatch.setattr(Variable, "delete", staticmethod(lambda key: store.pop(key)))
+    return store
+
+
+def run(operator, ti: FakeTaskInstance | None = None) -> dict[str, Any]:
+    return operator.execute({"ti": ti or FakeTaskInstance()})
+
+
+def send_operator(**kwargs) -> SendWhatsAppTemplateOperator:
+    return SendWhatsAppTemplateOperator(task_id="send", template_sid=seed.TEMPLATE_REMINDER, **kwargs)
+
+
+def test_send_returns_the_outputs_and_removes_its_ledger(sandbox_env, variables):
+    outputs = run(send_operator(recipients=NUMBERS[:2], template_variables={"1": "Ana", "2": True}))
+    assert outputs["result"] == "Sent"
+    assert outputs["sent_recipients"] == NUMBERS[:2]
+    stored = {m["sid"]: m for m in sandbox_env.control.messages()}
+    assert set(stored) == set(outputs["sent_message_ids"])
+    assert json.loads(stored[outputs["sent_message_ids"][0]]["content_variables"]) == {"1": "Ana", "2": "true"}
+    assert variables == {}
+
+
+def test_unparseable_and_refused_numbers_are_reported(sandbox_env, variables):
+    outputs = run(send_operator(recipients=f"{NUMBERS[0]}; whatsapp:{seed.INVALID_NUMBER}; call me"))
+    assert outputs["result"] == "PartiallySent"
+    assert outputs["failed_recipients"] == ["call me", seed.INVALID_NUMBER]
+    assert [(e["recipient"], e["code"]) for e in outputs["errors"]] == [
+        ("call me", "invalid_number"),
+        (seed.INVALID_NUMBER, 21211),
+    ]
+
+
+def test_nothing_valid_fails_before_any_request_and_pushes_outputs(sandbox_env, variables):
+    ti = FakeTaskInstance()
+    with pytest.raises(InvalidParameterError, match=r"^recipients: none of the 2 recipients"):
+        run(send_operator(recipients="abc; 12"), ti)
+    assert ti.pushed["result"] == "Error" and ti.pushed["failed_recipients"] == ["abc", "12"]
+    assert sandbox_env.control.journal() == []
+
+
+def test_fail_on_partial_pushes_then_fails_and_a_retry_sends_only_the_rest(sandbox_env, variables):
+    # First try: two creates fail before Twilio processed them, and the look-up of what happened fails too,
+    # so their outcome is unknown and the task fails (fail_on="partial") keeping its ledger.
+    sandbox_env.control.add_fault(service="twilio", method="POST", status=503, times=2)
+    sandbox_env.control.add_fault(service="twilio", method="GET", status=400, times=2)
+    operator = send_operator(recipients=NUMBERS, fail_on="partial")
+    ti = FakeTaskInstance()
+    with pytest.raises(QconnError, match="PartiallySent"):
+        run(operator, ti)
+    assert ti.pushed["result"] == "PartiallySent" and len(ti.pushed["sent_message_ids"]) == 2
+    assert len(variables) == 1 and all(number not in next(iter(variables.values())) for number in NUMBERS)
+
+    second = run(operator, FakeTaskInstance())
+    assert second["result"] == "Sent"
+    assert second["sent_recipients"] == NUMBERS
+    assert Counter(m["to"] for m in sandbox_env.control.messages()) == Counter(f"whatsapp:{n}" for n in NUMBERS)
+    assert variables == {}
+
+
+def test_fail_on_error_fails_only_when_nothing_was_sent(sandbox_env, variables):
+    ti = FakeTaskInstance()
+    with pytest.raises(QconnError, match=r"result Error with fail_on='error'.*21211"):
+        run(send_operator(recipients=[seed.INVALID_NUMBER]), ti)
+    assert ti.pushed["errors"][0]["code"] == 21211
+    outputs = run(send_operator(recipients=[seed.INVALID_NUMBER], fail_on="never"))
+    assert outputs["result"] == "Error"
+
+
+def test_status_operator_keeps_order_duplicates_and_reports_bad_sids(sandbox_env, variables):
+    sent = run(send_operator(recipients=NUMBERS[:2]))["sent_message_ids"]
+    sandbox_env.control.advance_clock(10)
+    unknown = "SM" + "f" * 32
+    ids = [sent[1], "not-a-sid", sent[0], unknown, sent[1]]
+    outputs = run(GetMessageStatusOperator(task_id="status", message_ids=ids))
+    assert outputs["statuses"] == ["read", None, "read", None, "read"]
+    assert outputs["result"] == "PartiallyOk"
+    assert [d and d["message_id"] for d in outputs["details"]] == [sent[1], None, sent[0], None, sent[1]]
+    assert outputs["details"][0]["to"] == NUMBERS[1]
+    assert [(e["message_id"], e["code"]) for e in outputs["errors"]] == [("not-a-sid", "invalid_sid"), (unknown, 20404)]
+    gets = [e for e in sandbox_env.control.journal(service="twilio") if e["method"] == "GET"]
+    assert len(gets) == 3  # each distinct valid SID once
+
+
+def test_status_operator_fails_when_no_lookup_succeeded(sandbox_env):
+    ti = FakeTaskInstance()
+    with pytest.raises(QconnError, match="result Error"):
+        run(GetMessageStatusOperator(task_id="status", message_ids="SM" + "0" * 32), ti)
+    assert ti.pushed["statuses"] == [None]
+
+
+def test_xcom_list_rendered_as_text_works_as_is(sandbox_env, variables):
+    sent = run(send_operator(recipients=NUMBERS[:2]))["sent_message_ids"]
+    outputs = run(GetMessageStatusOperator(task_id="status", message_ids=str(sent)))
+    assert outputs["result"] == "Ok" and len(outputs["statuses"]) == 2
+
+
+def test_operators_import_no_sdk():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import airflow_provider_qconn.operators.whatsapp; "
+        "print([m for m in ('twilio', 'msgraph', 'azure.identity', 'msal', 'aiohttp') if m in sys.modules])"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_template_fields_cover_every_parameter():
+    fields = set(SendWhatsAppTemplateOperator.template_fields)
+    assert fields >= {"recipients", "template_sid", "template_variables", "recipient_variables", "default_region"}
+    assert set(GetMessageStatusOperator.template_fields) >= {"message_ids", "fail_on"}
