@@ -36,9 +36,14 @@ MSGRAPH_CONN_FIELDS: dict[str, dict[str, Any]] = {
     "refresh_token": _field("Refresh token", "Delegated sign-in token (kept secret).", _SECRET),
     "user_id": _field(
         "Mailbox",
-        "Mailbox (UPN or id) to act on. Required for app-only modes; delegated sign-in uses the signed-in user.",
+        "Mailbox (UPN or id) to act on. Required for app-only modes; delegated sign-in uses the signed-in user's "
+        "own mailbox (/me) when empty.",
     ),
-    "certificate_path": _field("Certificate path", "App-only certificate: a PEM file on the worker."),
+    "certificate_path": _field(
+        "Certificate path",
+        "App-only certificate: a PEM file with the private key and the certificate, readable on every worker; "
+        "the password field is the key's password, if any.",
+    ),
     "certificate_data": _field(
         "Certificate (PEM)", "App-only certificate and key as PEM text; the password field is its password.", _SECRET
     ),
