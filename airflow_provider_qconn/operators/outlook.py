@@ -1,0 +1,291 @@
+"""Outlook operators (Qflow's "Outlook" connector): schedule, update and cancel a meeting through Microsoft Graph.
+
+Each operator validates its (rendered) parameters before any request, makes one hook call, and returns a dict
+that ``multiple_outputs`` turns into one XCom per key (``schedule.output["meeting_id"]``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from functools import cached_property
+from typing import Any
+
+from airflow.sdk import BaseOperator, Context
+
+from airflow_provider_qconn import normalise
+from airflow_provider_qconn.exceptions import MeetingStateError
+from airflow_provider_qconn.hooks.msgraph import EventDetails, Meeting, MSGraphHook
+
+CONTENT_TYPES = ("html", "text")
+#: The namespace of the transactionIds derived from task instances (a uuid5 of the task instance's identity).
+TRANSACTION_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://github.com/qconn/airflow-provider-qconn/transaction")
+NO_JOIN_URL_COMMENT = "This meeting was cancelled because Microsoft Teams could not be added to it."
+
+
+def transaction_id(context: Context) -> str:
+    """Graph's ``transactionId`` for this task instance: the same for every try, so a create is never repeated."""
+    ti = context["ti"]
+    identity = "\x1f".join(str(part) for part in (ti.dag_id, ti.task_id, ti.run_id, ti.map_index))
+    return str(uuid.uuid5(TRANSACTION_NAMESPACE, identity))
+
+
+def _outputs(meeting: Meeting) -> dict[str, Any]:
+    return {
+        "meeting_id": meeting.id,
+        "web_link": meeting.web_link,
+        "join_url": meeting.join_url,
+        "ical_uid": meeting.ical_uid,
+    }
+
+
+class _MeetingOperator(BaseOperator):
+    """What the three operators share: the connection id, the hook, and multiple outputs."""
+
+    template_fields_renderers = {"content": "html"}
+    ui_color = "#cce4f7"
+
+    def __init__(self, *, msgraph_conn_id: str = MSGraphHook.default_conn_name, **kwargs: Any) -> None:
+        super().__init__(multiple_outputs=True, **kwargs)
+        self.msgraph_conn_id = msgraph_conn_id
+
+    @cached_property
+    def hook(self) -> MSGraphHook:
+        return MSGraphHook(self.msgraph_conn_id)
+
+
+class ScheduleMeetingOperator(_MeetingOperator):
+    """Schedule an Outlook meeting (``POST .../events``), optionally a Microsoft Teams meeting.
+
+    A new try or a cleared task of the same task instance sends the same ``transactionId``, so Graph returns the
+    meeting the first try created instead of creating another (its details as they are now: a changed parameter
+    is not applied; use UpdateMeetingOperator for that). If that meeting has been cancelled the task fails.
+
+    :param start: when it starts: an aware datetime, or an ISO 8601 string; naive values are read in ``time_zone``.
+    :param end: when it ends (after ``start``), in the same forms.
+    :param subject: the title.
+    :param attendees: e-mail addresses (``a@x.com`` or ``Name <a@x.com>``), as a list or one string separated by
+        ``,`` or ``;``; each is invited as a required attendee.
+    :param location: where (a display name such as a room).
+    :param teams_meeting: add a Microsoft Teams meeting (work or school mailboxes only).
+    :param content: the invitation's body.
+    :param time_zone: the IANA zone of naive ``start``/``end`` values (default ``UTC``).
+    :param content_type: ``"html"`` (default) or ``"text"``.
+    :param require_join_url: when a Teams meeting was asked for and Graph gave no join URL (personal accounts),
+        cancel the new meeting and fail; by default a warning is logged and ``join_url`` is None.
+    :param msgraph_conn_id: a ``qconn_msgraph`` connection.
+
+    Returns ``meeting_id`` (an immutable Graph event id), ``web_link``, ``join_url`` and ``ical_uid``.
+    """
+
+    template_fields: Sequence[str] = (
+        "start",
+        "end",
+        "subject",
+        "attendees",
+        "location",
+        "teams_meeting",
+        "content",
+        "time_zone",
+        "content_type",
+    )
+
+    def __init__(
+        self,
+        *,
+        start: Any,
+        end: Any,
+        subject: str = "",
+        attendees: Any = None,
+        location: str | None = None,
+        teams_meeting: Any = False,
+        content: str | None = None,
+        time_zone: str = "UTC",
+        content_type: str = "html",
+        require_join_url: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.start = start
+        self.end = end
+        self.subject = subject
+        self.attendees = attendees
+        self.location = location
+        self.teams_meeting = teams_meeting
+        self.content = content
+        self.time_zone = time_zone
+        self.content_type = content_type
+        self.require_join_url = require_join_url
+
+    def details(self) -> EventDetails:
+        """The rendered parameters, validated (InvalidParameterError names the first bad one)."""
+        start, end = normalise.time_range(self.start, self.end, self.time_zone)
+        return EventDetails(
+            subject=normalise.text(self.subject, "subject") or "",
+            content=normalise.text(self.content, "content"),
+            content_type=normalise.choice(self.content_type, "content_type", CONTENT_TYPES),
+            start=start,
+            end=end,
+            location=normalise.text(self.location, "location"),
+            attendees=tuple(normalise.email_addresses(self.attendees, "attendees")),
+            teams_meeting=normalise.flag(self.teams_meeting, "teams_meeting", default=False),
+        )
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        details = self.details()
+        require_join_url = normalise.flag(self.require_join_url, "require_join_url", default=False)
+        try:
+            meeting = self.hook.create_event(details, transaction_id(context))
+            if meeting.is_cancelled:
+                raise MeetingStateError(
+                    f"meeting {meeting.id} was created by an earlier try of this task instance and has since been "
+                    "cancelled; Graph de-duplicates creates by transactionId, so clearing the task cannot schedule "
+                    "it again. Trigger a new DAG run to schedule a new meeting."
+                )
+            if details.teams_meeting and not meeting.join_url:
+                if require_join_url:
+                    self.hook.cancel_event(meeting.id, NO_JOIN_URL_COMMENT)
+                    raise MeetingStateError(
+                        f"a Teams meeting was asked for but Graph returned no join URL (personal Microsoft "
+                        f"accounts cannot host Teams meetings), so meeting {meeting.id} was cancelled "
+                        "(require_join_url=True)."
+                    )
+                self.log.warning(
+                    "A Teams meeting was asked for but Graph returned no join URL (personal Microsoft accounts "
+                    "cannot host Teams meetings): meeting %s has no Teams link and join_url is None",
+                    meeting.id,
+                )
+        finally:
+            self.hook.close()
+        self.log.info("Meeting %s scheduled: %s", meeting.id, meeting.web_link)
+        return _outputs(meeting)
+
+
+class UpdateMeetingOperator(_MeetingOperator):
+    """Change a meeting (``PATCH .../events/{id}``): only the parameters given are sent; the others keep their
+    values. None or an empty string means "not given".
+
+    ``attendees`` replaces the whole list (pass ``[]`` to remove everyone); Graph notifies only the attendees
+    that changed. New ``content`` keeps the meeting's Teams block (the event is read first: one more request),
+    because Graph turns a Teams meeting off when its body loses that block. A Teams meeting cannot be turned off
+    (``teams_meeting=False`` on one is ignored by Graph, with a warning here).
+
+    :param meeting_id: the Graph event id, e.g. ``schedule.output["meeting_id"]``.
+    :param start: the new start (forms as for ScheduleMeetingOperator); with ``end``, ``end`` must follow it.
+    :param end: the new end.
+    :param subject: the new title.
+    :param attendees: the new attendee list (replaces the current one).
+    :param location: the new location.
+    :param teams_meeting: True adds a Teams meeting to a meeting that has none.
+    :param content: the new body.
+    :param time_zone: the IANA zone of naive ``start``/``end`` values (default ``UTC``).
+    :param content_type: ``"html"`` (default) or ``"text"``, for ``content``.
+    :param msgraph_conn_id: a ``qconn_msgraph`` connection.
+
+    Returns ``meeting_id``, ``web_link``, ``join_url`` and ``ical_uid``, as they are after the update.
+    """
+
+    template_fields: Sequence[str] = (
+        "meeting_id",
+        "start",
+        "end",
+        "subject",
+        "attendees",
+        "location",
+        "teams_meeting",
+        "content",
+        "time_zone",
+        "content_type",
+    )
+
+    def __init__(
+        self,
+        *,
+        meeting_id: Any,
+        start: Any = None,
+        end: Any = None,
+        subject: str | None = None,
+        attendees: Any = None,
+        location: str | None = None,
+        teams_meeting: Any = None,
+        content: str | None = None,
+        time_zone: str = "UTC",
+        content_type: str = "html",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.meeting_id = meeting_id
+        self.start = start
+        self.end = end
+        self.subject = subject
+        self.attendees = attendees
+        self.location = location
+        self.teams_meeting = teams_meeting
+        self.content = content
+        self.time_zone = time_zone
+        self.content_type = content_type
+
+    def details(self) -> EventDetails:
+        """The rendered parameters that were given, validated; the others stay None (unchanged)."""
+        start, end = normalise.optional_time_range(self.start, self.end, self.time_zone)
+        attendees = normalise.optional_email_addresses(self.attendees, "attendees")
+        return EventDetails(
+            subject=normalise.text(self.subject, "subject") or None,
+            content=normalise.text(self.content, "content") or None,
+            content_type=normalise.choice(self.content_type, "content_type", CONTENT_TYPES),
+            start=start,
+            end=end,
+            location=normalise.text(self.location, "location") or None,
+            attendees=None if attendees is None else tuple(attendees),
+            teams_meeting=normalise.flag(self.teams_meeting, "teams_meeting"),
+        )
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        meeting_id = normalise.identifier(self.meeting_id, "meeting_id")
+        details = self.details()
+        if details == EventDetails(content_type=details.content_type):
+            self.log.warning("No parameter to change was given: meeting %s is left as it is", meeting_id)
+        try:
+            meeting = self.hook.update_event(meeting_id, details)
+        finally:
+            self.hook.close()
+        if details.teams_meeting is False and meeting.is_online_meeting:
+            self.log.warning("Meeting %s stays a Teams meeting: Graph cannot turn a Teams meeting off", meeting.id)
+        if details.teams_meeting and not meeting.join_url:
+            self.log.warning(
+                "A Teams meeting was asked for but Graph returned no join URL (personal Microsoft accounts cannot "
+                "host Teams meetings): join_url is None"
+            )
+        return _outputs(meeting)
+
+
+class CancelMeetingOperator(_MeetingOperator):
+    """Cancel a meeting (``POST .../events/{id}/cancel``): attendees get a cancellation with ``comment`` and the
+    event moves to Deleted Items. Only the organizer's mailbox can cancel.
+
+    :param meeting_id: the Graph event id, e.g. ``schedule.output["meeting_id"]``.
+    :param comment: the message sent to the attendees with the cancellation.
+    :param missing_ok: a meeting that is already gone (deleted, or cancelled, e.g. by an earlier try) counts as
+        success with ``cancelled: False`` instead of failing the task.
+    :param msgraph_conn_id: a ``qconn_msgraph`` connection.
+
+    Returns ``meeting_id`` and ``cancelled``.
+    """
+
+    template_fields: Sequence[str] = ("meeting_id", "comment")
+
+    def __init__(self, *, meeting_id: Any, comment: str | None = None, missing_ok: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.meeting_id = meeting_id
+        self.comment = comment
+        self.missing_ok = missing_ok
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        meeting_id = normalise.identifier(self.meeting_id, "meeting_id")
+        comment = normalise.text(self.comment, "comment") or None
+        missing_ok = normalise.flag(self.missing_ok, "missing_ok", default=False)
+        try:
+            cancelled = self.hook.cancel_event(meeting_id, comment, missing_ok=bool(missing_ok))
+        finally:
+            self.hook.close()
+        return {"meeting_id": meeting_id, "cancelled": cancelled}
