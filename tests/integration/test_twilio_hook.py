@@ -211,3 +211,20 @@ def test_test_connection_and_template(hook, sandbox_env, monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_QCONN_TWILIO_DEFAULT", json.dumps(conn))
     ok, message = TwilioHook().test_connection()
     assert not ok and "20003" in message and "wrong-token" not in message
+
+
+def test_many_statuses_are_read_from_the_newest_page_and_the_rest_fetched(sandbox_env):
+    hook = TwilioHook(max_concurrency=8)
+    many = [f"+5989913{index:04d}" for index in range(60)]
+    sids = [r.message_id for r in hook.send_whatsapp_templates(outgoing(many), seed.TEMPLATE_REMINDER)]
+    sandbox_env.control.clear_journal()
+    unknown = "SM" + "e" * 32
+    lookups = hook.fetch_message_statuses([*sids, unknown, sids[0]])
+    assert [lookups[sid].details["to"] for sid in sids] == many
+    assert lookups[unknown].code == 20404
+    paths = [e["path"] for e in sandbox_env.control.journal(service="twilio")]
+    # One page of the newest messages holds all 60; only the unknown SID is fetched on its own.
+    assert paths == [
+        f"/2010-04-01/Accounts/{seed.ACCOUNT_SID}/Messages.json",
+        f"/2010-04-01/Accounts/{seed.ACCOUNT_SID}/Messages/{unknown}.json",
+    ]
