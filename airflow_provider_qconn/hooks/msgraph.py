@@ -280,7 +280,7 @@ class RefreshTokenCredential:
         try:
             result = self._application().acquire_token_by_refresh_token(self._refresh_token, scopes=scopes)
         except requests.RequestException as error:
-            raise ApiError(IDENTITY, None, None, f"could not reach {self._settings.authority}: {error}") from error
+            raise _unreachable(IDENTITY, self._settings.authority, error) from error
         if "access_token" in result:
             return dict(result)
         raise _identity_error(
@@ -317,7 +317,7 @@ class RefreshTokenCredential:
                 else:
                     self._app = msal.PublicClientApplication(settings.client_id, **options)
             except requests.RequestException as error:
-                raise ApiError(IDENTITY, None, None, f"could not reach {settings.authority}: {error}") from error
+                raise _unreachable(IDENTITY, settings.authority, error) from error
             except ValueError as error:
                 raise ConnectionConfigError(
                     f"connection {settings.conn_id!r}: the authority {options['authority']!r} is unusable: {error}"
@@ -671,11 +671,10 @@ class MSGraphHook(BaseHook):
             response = await self.client.request_adapter.send_primitive_async(request, "bytes", None)
         except ClientAuthenticationError as error:
             raise _credential_error(error) from error
-        except (httpx.TransportError, ServiceRequestError) as error:
-            hint = ""
-            if "CERTIFICATE_VERIFY_FAILED" in str(error):
-                hint = " (a custom CA goes in SSL_CERT_FILE or REQUESTS_CA_BUNDLE)"
-            raise ApiError(GRAPH, None, None, f"could not reach {self.settings.base_url}: {error}{hint}") from error
+        except ServiceRequestError as error:  # azure-identity could not reach the authority
+            raise _unreachable(IDENTITY, self.settings.authority, error) from error
+        except httpx.TransportError as error:
+            raise _unreachable(GRAPH, self.settings.base_url, error) from error
         if response.status_code >= 400:
             raise self._graph_error(response, meeting_id)
         return json.loads(response.content) if response.content else None
@@ -779,6 +778,14 @@ def _identity_error(error: str | None, codes: list[int], description: str, hint:
     if error in _TRANSIENT_OAUTH_ERRORS:
         return ApiError(IDENTITY, None, code, message)
     return NonRetryableApiError(IDENTITY, None, code, message)
+
+
+def _unreachable(service: str, url: str, error: Exception) -> ApiError:
+    """A connection failure (retryable), with a hint when the server's certificate was not trusted."""
+    hint = ""
+    if "CERTIFICATE_VERIFY_FAILED" in str(error):
+        hint = " (a custom CA bundle goes in SSL_CERT_FILE or REQUESTS_CA_BUNDLE)"
+    return ApiError(service, None, None, f"could not reach {url}: {error}{hint}")
 
 
 def _credential_error(error: Exception) -> ApiError:
