@@ -127,7 +127,6 @@ class SandboxMiddleware:
         self.app = app
         self.state = state
         self.in_flight: dict[str, int] = defaultdict(int)
-        self.random = random.Random(7)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -245,8 +244,13 @@ class SandboxMiddleware:
                     continue
                 if rule.get("path") and not re.search(rule["path"], path):
                     continue
-                if self.random.random() >= float(rule.get("ratio", 1.0)):
-                    continue
+                if "ratio" in rule:
+                    # Deterministic per rule: the n-th matching request always gets the same draw.
+                    seen = rule.get("seen", 0)
+                    rule["seen"] = seen + 1
+                    if random.Random(f"{row_id}:{seen}").random() >= float(rule["ratio"]):
+                        db.execute("UPDATE faults SET doc = ? WHERE id = ?", (json.dumps(rule), row_id))
+                        continue
                 if rule.get("times") is not None:
                     rule["times"] -= 1
                 rule["hits"] = rule.get("hits", 0) + 1

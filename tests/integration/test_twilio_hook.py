@@ -63,6 +63,7 @@ def test_all_failed(hook, sandbox_env):
 
 def test_429_storm_is_retried_and_nobody_gets_two(hook, sandbox_env):
     sandbox_env.control.add_fault(service="twilio", method="POST", status=429, ratio=0.5)
+    hook = TwilioHook(backoff_seconds=0.001, max_concurrency=4, max_attempts=12)
     results = hook.send_whatsapp_templates(outgoing(NUMBERS), seed.TEMPLATE_REMINDER)
     assert all(r.sent for r in results)
     assert set(stored_per_recipient(sandbox_env).values()) == {1}
