@@ -43,7 +43,7 @@ def test_all_sent_once_each_in_input_order(hook, sandbox_env):
     assert json.loads(stored[results[2].message_id]["content_variables"]) == {"1": "user 2"}
     assert stored[results[2].message_id]["from"] == f"whatsapp:{seed.WHATSAPP_SENDER}"
     assert stored[results[2].message_id]["content_sid"] == seed.TEMPLATE_REMINDER
-    check_journal(sandbox_env.control.journal())
+    assert check_journal(sandbox_env.control.journal()) == set()  # our requests, as the Twilio contract says
 
 
 def test_partial_failure_reports_twilio_code_and_sends_the_rest(hook, sandbox_env):
@@ -223,6 +223,7 @@ def test_many_statuses_are_read_from_the_newest_page_and_the_rest_fetched(sandbo
     lookups = hook.fetch_message_statuses([*sids, unknown, sids[0]])
     assert [lookups[sid].details["to"] for sid in sids] == many
     assert lookups[unknown].code == 20404
+    assert check_journal(sandbox_env.control.journal()) == set()
     paths = [e["path"] for e in sandbox_env.control.journal(service="twilio")]
     # One page of the newest messages holds all 60; only the unknown SID is fetched on its own.
     assert paths == [
