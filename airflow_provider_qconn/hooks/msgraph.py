@@ -3,7 +3,8 @@
 Requests are built with msgraph-sdk's request builders and typed models and sent through its request adapter
 (kiota's middleware: retries of 429/503/504 honouring ``Retry-After``, redirects, the ``/me`` URL fix-up).
 Responses are read as JSON, without the SDK's typed-model parse: its first use in a process imports about 1,200
-modules and costs 1.7 s (measured, see docs/outlook.md), for the four fields a task needs.
+modules and costs about 2 s (measured by bench/outlook_overhead.py, see docs/outlook.md), for the four fields a
+task needs.
 
 msgraph-sdk, azure-identity and MSAL are imported inside the methods that use them, never at module level, so
 that parsing a DAG which uses the Outlook operators stays as cheap as importing Airflow.
@@ -12,6 +13,7 @@ that parsing a DAG which uses the Outlook operators stays as cheap as importing 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import datetime as dt
 import functools
 import html
@@ -63,8 +65,7 @@ TOKEN_RENEWAL_MARGIN = 300
 _TEAMS_BLOCK_RULE = re.compile(r"_{30,}")
 _PREFER_IMMUTABLE_IDS = 'IdType="ImmutableId"'
 _RETRIED_BY_KIOTA = (429, 503, 504)
-#: azure-core logs every token request's headers, and azure-identity every token lookup, at INFO: quiet them
-#: in task logs unless they were configured.
+#: The generated modules the hook uses (imported once, quietly: see _load_sdk).
 _SDK_MODULES = (
     "kiota_abstractions.base_request_configuration",
     "msgraph.generated.users.users_request_builder",
@@ -73,6 +74,8 @@ _SDK_MODULES = (
     "msgraph.generated.users.item.events.item.event_item_request_builder",
     "msgraph.generated.users.item.events.item.cancel.cancel_request_builder",
 )
+#: azure-core logs every token request's headers, and azure-identity every token lookup, at INFO: quiet them
+#: in task logs unless they were configured.
 _CHATTY_AZURE_LOGGERS = ("azure.core.pipeline.policies.http_logging_policy", "azure.identity")
 
 
@@ -110,6 +113,8 @@ class GraphSettings:
         refresh_token = _stripped(extra.get("refresh_token"))
         certificate_path = _stripped(extra.get("certificate_path"))
         certificate_data = extra.get("certificate_data") or None
+        if certificate_data:
+            _mask_secret(certificate_data)
         auth_type = _stripped(extra.get("auth_type"))
         if auth_type is None:
             if refresh_token:
@@ -333,8 +338,6 @@ def build_credential(settings: GraphSettings) -> Any:
     """The credential for the connection's auth type (azure-identity's, or ours for a refresh token)."""
     if settings.delegated:
         return RefreshTokenCredential(settings)
-    if settings.certificate_data:
-        _mask_secret(settings.certificate_data)
     import azure.identity
 
     for name in _CHATTY_AZURE_LOGGERS:
@@ -512,6 +515,7 @@ class MSGraphHook(BaseHook):
     @cached_property
     def client(self) -> GraphServiceClient:
         """msgraph-sdk's client on the connection's base URL, trusting the configured CA bundle."""
+        _load_sdk()
         import httpx
         from kiota_authentication_azure.azure_identity_authentication_provider import (
             AzureIdentityAuthenticationProvider,
@@ -520,7 +524,6 @@ class MSGraphHook(BaseHook):
         from msgraph.graph_request_adapter import options
         from msgraph_core import GraphClientFactory
 
-        _load_sdk()
         settings = self.settings
         auth = AzureIdentityAuthenticationProvider(
             self.credential, scopes=settings.scopes, allowed_hosts=[settings.graph_host]
@@ -536,7 +539,13 @@ class MSGraphHook(BaseHook):
         return asyncio.new_event_loop()
 
     def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        return self._loop.run_until_complete(coroutine)
+        """Run a coroutine on the hook's loop; from inside a running loop (a notebook, async code), in a thread."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return self._loop.run_until_complete(coroutine)
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            return pool.submit(self._loop.run_until_complete, coroutine).result()
 
     def close(self) -> None:
         """Close the HTTP client, the credential and the event loop (the next call builds them again)."""

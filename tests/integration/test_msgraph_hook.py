@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_qconn.exceptions import ApiError, MeetingStateError, NonRetryableApiError
+from airflow_provider_qconn.exceptions import ApiError, ConnectionConfigError, MeetingStateError, NonRetryableApiError
 from airflow_provider_qconn.hooks.msgraph import EventDetails, MSGraphHook
 from airflow_provider_qconn.operators.outlook import (
     CancelMeetingOperator,
@@ -431,6 +431,15 @@ def test_a_refused_refresh_token_says_to_sign_in_again(sandbox_env: Sandbox, mon
     assert caught.value.code == "AADSTS9002313"
     assert "refresh token in connection 'stale' was refused: sign in again" in str(caught.value)
     assert "sbx-rt-gone" not in str(caught.value)
+    assert graph_requests(sandbox_env) == []
+
+
+def test_an_unknown_tenant_is_a_connection_error(sandbox_env: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    add_connection(monkeypatch, sandbox_env, "typo", "qconn_msgraph_default", extra={"tenant_id": "contoso.exmaple"})
+
+    unusable = r"^connection 'typo': the authority '.*/contoso.exmaple' is unusable"
+    with pytest.raises(ConnectionConfigError, match=unusable):
+        CancelMeetingOperator(task_id="cancel", msgraph_conn_id="typo", meeting_id="AAk").execute(context())
     assert graph_requests(sandbox_env) == []
 
 

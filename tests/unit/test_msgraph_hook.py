@@ -164,17 +164,33 @@ def test_client_secret_credential_points_at_the_authority():
     microsoft.close()
 
 
-def test_certificate_data_is_masked_in_logs():
+def test_certificate_data_is_masked_in_logs_as_soon_as_it_is_read():
     from airflow.providers.common.compat.sdk import redact
     from azure.identity import CertificateCredential
 
     from airflow_provider_qconn.sandbox.seed import app_certificate
 
     pem = app_certificate().combined_pem
-    credential = build_credential(settings(certificate_data=pem, tenant_id=TENANT, user_id="u", **NOWHERE))
-    assert isinstance(credential, CertificateCredential)
+    parsed = settings(certificate_data=pem, tenant_id=TENANT, user_id="u", **NOWHERE)
     assert redact(f"cert: {pem}") == "cert: ***"
+    credential = build_credential(parsed)
+    assert isinstance(credential, CertificateCredential)
     credential.close()
+
+
+def test_the_hook_runs_from_inside_a_running_event_loop():
+    import asyncio
+
+    async def answer() -> int:
+        return 42
+
+    hook = MSGraphHook()
+
+    async def caller() -> int:
+        return hook._run(answer())
+
+    assert asyncio.run(caller()) == 42
+    hook.close()
 
 
 def test_an_unreadable_certificate_is_a_connection_error(tmp_path):
