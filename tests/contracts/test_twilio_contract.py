@@ -75,10 +75,11 @@ def test_create_message(sandbox: Sandbox, twilio: httpx.Client) -> None:
 
 
 def test_fetch_message_as_its_status_advances(sandbox: Sandbox, twilio: httpx.Client) -> None:
+    sandbox.control.settings(status_delays={"sent": 100, "delivered": 200, "read": 400})
     recipients = [CUSTOMER, f"whatsapp:{seed.FAILED_NUMBER}", f"whatsapp:{seed.UNDELIVERED_NUMBER}"]
     sids = [send_template(twilio, to)["sid"] for to in recipients]
     seen = set()
-    for advance in (0, 1.5, 1, 2.5):
+    for advance in (0, 150, 100, 250):
         sandbox.control.advance_clock(advance)
         for sid in sids:
             response = twilio.get(f"/2010-04-01/Accounts/{seed.ACCOUNT_SID}/Messages/{sid}.json")

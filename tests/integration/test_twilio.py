@@ -63,8 +63,11 @@ def test_template_message_life_cycle(sandbox: Sandbox, twilio_client: Any) -> No
     assert create["headers"]["content-type"] == "application/x-www-form-urlencoded"
     assert create["headers"]["authorization"] == "Basic ***"
 
+    # Slow delays, so that the machine's own slowness never moves a status on: sent at 100 s, delivered
+    # at 200 s, read at 400 s of sandbox time.
+    sandbox.control.settings(status_delays={"sent": 100, "delivered": 200, "read": 400})
     statuses = [twilio_client.messages(message.sid).fetch().status]
-    for seconds in (1.0, 1.0, 2.0):  # default delays: sent at 1 s, delivered at 2 s, read at 4 s
+    for seconds in (100, 100, 200):
         sandbox.control.advance_clock(seconds)
         statuses.append(twilio_client.messages(message.sid).fetch().status)
     assert statuses == ["queued", "sent", "delivered", "read"]

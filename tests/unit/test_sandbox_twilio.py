@@ -43,9 +43,10 @@ def test_template_message_is_rendered_and_queued(client):
 
 
 def test_status_advances_with_the_clock(client):
+    client.post("/_sandbox/settings", json={"status_delays": {"sent": 100, "delivered": 200, "read": 400}})
     _, message = send(client)
     seen = []
-    for step in (0, 1, 1, 2):
+    for step in (0, 100, 100, 200):
         client.post("/_sandbox/clock", json={"advance": step})
         seen.append(status_of(client, message["sid"])["status"])
     assert seen == ["queued", "sent", "delivered", "read"]
