@@ -247,8 +247,8 @@ def variable_text(value: Any, parameter: str, key: str) -> str:
     )
 
 
-def variables(value: Any, parameter: str = "template_variables") -> dict[str, str]:
-    """A flat mapping of placeholder -> text; a JSON object string (from Jinja) is accepted."""
+def _mapping(value: Any, parameter: str, what: str) -> Mapping[Any, Any]:
+    """A mapping as given, or read from a JSON object string (what Jinja renders); empty for None or ""."""
     if value is None or value == "":
         return {}
     if isinstance(value, str):
@@ -257,11 +257,14 @@ def variables(value: Any, parameter: str = "template_variables") -> dict[str, st
         except ValueError as error:
             raise InvalidParameterError(parameter, "expected a mapping or a JSON object") from error
     if not isinstance(value, Mapping):
-        raise InvalidParameterError(
-            parameter, f"expected a mapping of placeholder to value, got {type(value).__name__}"
-        )
+        raise InvalidParameterError(parameter, f"expected a mapping of {what}, got {type(value).__name__}")
+    return value
+
+
+def variables(value: Any, parameter: str = "template_variables") -> dict[str, str]:
+    """A flat mapping of placeholder -> text; a JSON object string (from Jinja) is accepted."""
     result = {}
-    for key, item in value.items():
+    for key, item in _mapping(value, parameter, "placeholder to value").items():
         if not isinstance(key, (str, int)) or isinstance(key, bool) or not str(key).strip():
             raise InvalidParameterError(parameter, f"placeholder names must be text or numbers, got {key!r}")
         result[str(key).strip()] = variable_text(item, parameter, str(key))
@@ -272,19 +275,8 @@ def recipient_variables(
     value: Any, default_region: str | None = None, parameter: str = "recipient_variables"
 ) -> dict[str, dict[str, str]]:
     """Per-recipient variables keyed by E.164 number."""
-    if value is None or value == "":
-        return {}
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError as error:
-            raise InvalidParameterError(parameter, "expected a mapping or a JSON object") from error
-    if not isinstance(value, Mapping):
-        raise InvalidParameterError(
-            parameter, f"expected a mapping of recipient to variables, got {type(value).__name__}"
-        )
     result: dict[str, dict[str, str]] = {}
-    for recipient, mapping in value.items():
+    for recipient, mapping in _mapping(value, parameter, "recipient to variables").items():
         try:
             number = phone_number(str(recipient), default_region)
         except ValueError as error:
