@@ -64,7 +64,11 @@ def test_delegated_defaults():
         (None, {"refresh_token": "rt"}, "refresh_token"),
         ("secret", {"refresh_token": "rt"}, "refresh_token"),  # a confidential client redeeming the token
         ("pem-password", {"certificate_path": "/c.pem", "tenant_id": TENANT, "user_id": "a@x.com"}, "certificate"),
-        (None, {"certificate_data": "-----BEGIN", "tenant_id": TENANT, "user_id": "a@x.com"}, "certificate"),
+        (
+            None,
+            {"certificate_data": "test-certificate-data-1", "tenant_id": TENANT, "user_id": "a@x.com"},
+            "certificate",
+        ),
         ("secret", {"tenant_id": TENANT, "user_id": "a@x.com"}, "client_secret"),
         (None, {"auth_type": "Managed_Identity", "user_id": "a@x.com"}, "managed_identity"),
         (None, {"auth_type": "workload_identity", "user_id": "a@x.com"}, "workload_identity"),
@@ -103,7 +107,7 @@ def test_a_base_url_outside_microsofts_clouds_still_asks_for_a_graph_token():
         (CLIENT_ID, None, {"auth_type": "refresh_token"}, "needs extra 'refresh_token'"),
         (CLIENT_ID, None, {"auth_type": "client_secret", "tenant_id": TENANT}, "client secret in the password"),
         (CLIENT_ID, None, {"auth_type": "certificate"}, "needs extra 'certificate_path' or 'certificate_data'"),
-        (CLIENT_ID, None, {"certificate_path": "/a", "certificate_data": "b"}, "only one of"),
+        (CLIENT_ID, None, {"certificate_path": "/a", "certificate_data": "test-certificate-data-2"}, "only one of"),
         (CLIENT_ID, "s", {"user_id": "a@x.com"}, "needs extra 'tenant_id'"),
         (CLIENT_ID, "s", {"user_id": "a@x.com", "tenant_id": "common"}, "not 'common'"),
         (CLIENT_ID, "s", {"user_id": "a@x.com", "tenant_id": "Organizations"}, "not 'Organizations'"),
@@ -392,7 +396,7 @@ def test_every_conn_field_reaches_the_settings():
     parsed = settings(**values)
     assert {name: getattr(parsed, name) for name in values} == values
     assert settings(refresh_token="rt").refresh_token == "rt"
-    assert settings(certificate_data="pem", tenant_id=TENANT, user_id="u").certificate_data == "pem"
+    assert settings(certificate_data="test-pem", tenant_id=TENANT, user_id="u").certificate_data == "test-pem"
 
 
 @pytest.mark.filterwarnings("ignore:ProvidersManager.hooks is deprecated")
