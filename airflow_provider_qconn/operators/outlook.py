@@ -14,7 +14,7 @@ from typing import Any
 from airflow.sdk import BaseOperator, Context
 
 from airflow_provider_qconn import normalise
-from airflow_provider_qconn.exceptions import MeetingStateError
+from airflow_provider_qconn.exceptions import MeetingStateError, NonRetryableApiError
 from airflow_provider_qconn.hooks.msgraph import EventDetails, Meeting, MSGraphHook
 
 CONTENT_TYPES = ("html", "text")
@@ -285,7 +285,27 @@ class CancelMeetingOperator(_MeetingOperator):
         comment = normalise.text(self.comment, "comment") or None
         missing_ok = normalise.flag(self.missing_ok, "missing_ok", default=False)
         try:
-            cancelled = self.hook.cancel_event(meeting_id, comment, missing_ok=bool(missing_ok))
+            cancelled = self.hook.cancel_event(meeting_id, comment)
+        except NonRetryableApiError as error:
+            if error.status != 404:
+                raise
+            cancelled = self._cancelled_by_an_earlier_try(context, meeting_id)
+            if not (cancelled or missing_ok):
+                raise
         finally:
             self.hook.close()
         return {"meeting_id": meeting_id, "cancelled": cancelled}
+
+    def _cancelled_by_an_earlier_try(self, context: Context, meeting_id: str) -> bool:
+        """On a retry, a meeting that is now cancelled was most likely cancelled by the try before, which died
+        before it could report it: that is this task's success, not a missing meeting."""
+        if context["ti"].try_number <= 1:
+            return False
+        try:
+            event = self.hook.get_event(meeting_id, select=("isCancelled",))
+        except NonRetryableApiError:
+            return False
+        if event.get("isCancelled"):
+            self.log.info("Meeting %s is already cancelled: an earlier try of this task cancelled it", meeting_id)
+            return True
+        return False

@@ -29,8 +29,10 @@ from tests.contracts.validation import Exchange, request_problems
 EVENTS_PATH = r"/events$"
 
 
-def context(run_id: str = "manual__2030-03-01", map_index: int = -1) -> dict[str, Any]:
-    ti = SimpleNamespace(dag_id="outlook_tests", task_id="meeting", run_id=run_id, map_index=map_index)
+def context(run_id: str = "manual__2030-03-01", map_index: int = -1, try_number: int = 1) -> dict[str, Any]:
+    ti = SimpleNamespace(
+        dag_id="outlook_tests", task_id="meeting", run_id=run_id, map_index=map_index, try_number=try_number
+    )
     return {"ti": ti}
 
 
@@ -217,6 +219,18 @@ def test_cancel_sends_the_comment_and_missing_ok_tolerates_a_second_cancel(sandb
         CancelMeetingOperator(task_id="cancel", meeting_id=created["meeting_id"]).execute(context())
     assert (caught.value.status, caught.value.code) == (404, "ErrorItemNotFound")
     assert caught.value.request_id
+
+
+def test_a_retry_of_a_cancel_that_took_effect_succeeds(sandbox_env: Sandbox) -> None:
+    # The first try cancelled the meeting, then its worker died before reporting success.
+    created = schedule().execute(context())
+    CancelMeetingOperator(task_id="cancel", meeting_id=created["meeting_id"]).execute(context())
+
+    retry = CancelMeetingOperator(task_id="cancel", meeting_id=created["meeting_id"]).execute(context(try_number=2))
+
+    assert retry == {"meeting_id": created["meeting_id"], "cancelled": True}
+    cancels = [e for e in sandbox_env.control.journal(service="graph") if e["path"].endswith("/cancel")]
+    assert [e["status"] for e in cancels] == [202, 404]  # the retry sent no second cancellation
 
 
 def test_an_attendee_cannot_cancel_and_is_told_why(sandbox_env: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -39,7 +39,7 @@ OUTPUTS = {
 
 
 def context(dag_id: str = "d", task_id: str = "t", run_id: str = "r", map_index: int = -1) -> dict:
-    return {"ti": SimpleNamespace(dag_id=dag_id, task_id=task_id, run_id=run_id, map_index=map_index)}
+    return {"ti": SimpleNamespace(dag_id=dag_id, task_id=task_id, run_id=run_id, map_index=map_index, try_number=1)}
 
 
 @pytest.fixture
@@ -196,12 +196,14 @@ def test_update_warns_that_teams_cannot_be_turned_off(hook, capsys):
 def test_cancel(hook):
     result = CancelMeetingOperator(task_id="c", meeting_id="AAk", comment="Sorry").execute(context())
     assert result == {"meeting_id": "AAk", "cancelled": True}
-    hook.cancel_event.assert_called_once_with("AAk", "Sorry", missing_ok=False)
+    hook.cancel_event.assert_called_once_with("AAk", "Sorry")
 
-    hook.cancel_event.return_value = False
+    hook.cancel_event.side_effect = NonRetryableApiError("Microsoft Graph", 404, "ErrorItemNotFound", "not found")
     result = CancelMeetingOperator(task_id="c", meeting_id="AAk", missing_ok=True).execute(context())
     assert result == {"meeting_id": "AAk", "cancelled": False}
-    assert hook.cancel_event.call_args == mock.call("AAk", None, missing_ok=True)
+    with pytest.raises(NonRetryableApiError, match="not found"):
+        CancelMeetingOperator(task_id="c", meeting_id="AAk").execute(context())
+    hook.get_event.assert_not_called()  # a first try does not guess that an earlier one cancelled it
 
 
 def test_cancel_validates_and_lets_graph_errors_through(hook):
