@@ -7,7 +7,7 @@ CONSTRAINTS := constraints.txt
 FLOOR_VENV ?= .venv-floor
 FLOOR_AIRFLOW ?= 3.2.2
 
-.PHONY: install demo sandbox test lint format test-floor clean
+.PHONY: install demo sandbox test lint format bench test-floor clean
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+## bench: the benchmarks (not part of the suite); results in bench/results/
+bench: $(STAMP)
+	$(BIN)/python bench/whatsapp_send.py
+	$(BIN)/python bench/outlook_overhead.py
 
 ## test-floor: the suite on the oldest Airflow we declare (3.2), in its own venv
 test-floor:
