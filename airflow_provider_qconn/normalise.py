@@ -71,21 +71,29 @@ def zone(name: Any, parameter: str = "time_zone") -> ZoneInfo:
         raise InvalidParameterError(parameter, f"unknown time zone {name!r} (use an IANA name)") from error
 
 
+def _parse_iso(value: str, parameter: str) -> dt.datetime:
+    """An ISO 8601 date and time, in every form pendulum reads (the same on Python 3.10 and 3.11+:
+    ``20300131T093000`` as ``{{ ts_nodash }}`` renders, ``+0100`` offsets, any fraction of a second)."""
+    import pendulum
+
+    problem = f"{value!r} is not an ISO 8601 date and time (e.g. 2030-01-31T09:30:00)"
+    try:
+        parsed = pendulum.parse(value.strip(), tz=None, exact=True)
+    except ValueError as error:  # pendulum's ParserError included
+        raise InvalidParameterError(parameter, problem) from error
+    if not isinstance(parsed, dt.datetime):
+        raise InvalidParameterError(parameter, problem)
+    fields = (parsed.year, parsed.month, parsed.day, parsed.hour, parsed.minute, parsed.second, parsed.microsecond)
+    return dt.datetime(*fields, tzinfo=parsed.tzinfo)
+
+
 def aware_datetime(value: Any, parameter: str, time_zone: str = "UTC") -> dt.datetime:
     """An aware datetime from a datetime (pendulum included) or an ISO 8601 string; naive ones are read in
     ``time_zone``."""
     if isinstance(value, dt.datetime):
         moment = value
     elif isinstance(value, str) and value.strip():
-        text = value.strip()
-        if text.endswith(("Z", "z")):
-            text = text[:-1] + "+00:00"
-        try:
-            moment = dt.datetime.fromisoformat(text)
-        except ValueError as error:
-            raise InvalidParameterError(
-                parameter, f"{value!r} is not an ISO 8601 date and time (e.g. 2030-01-31T09:30:00)"
-            ) from error
+        moment = _parse_iso(value, parameter)
     else:
         raise InvalidParameterError(parameter, f"expected a datetime or an ISO 8601 string, got {value!r}")
     if moment.tzinfo is None or moment.tzinfo.utcoffset(moment) is None:

@@ -100,6 +100,24 @@ def test_naive_datetimes_are_read_in_the_time_zone():
     assert end.utcoffset() == dt.timedelta(0)
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("20300131T093000", dt.datetime(2030, 1, 31, 9, 30, tzinfo=dt.timezone.utc)),  # {{ ts_nodash }}
+        ("2030-01-31T09:30:00+0100", dt.datetime(2030, 1, 31, 8, 30, tzinfo=dt.timezone.utc)),
+        ("2030-01-31T09:30:00.5Z", dt.datetime(2030, 1, 31, 9, 30, 0, 500000, tzinfo=dt.timezone.utc)),
+        ("2030-01-31 09:30", dt.datetime(2030, 1, 31, 9, 30, tzinfo=dt.timezone.utc)),
+    ],
+)
+def test_iso_forms_read_alike_on_every_python(text, expected):
+    assert normalise.aware_datetime(text, "start") == expected
+
+
+def test_a_date_alone_is_not_a_start():
+    with pytest.raises(InvalidParameterError, match=r"^start: '2030-01-31' is not an ISO 8601 date and time"):
+        normalise.aware_datetime("2030-01-31", "start")
+
+
 def test_aware_and_pendulum_datetimes_are_kept():
     import pendulum
 
