@@ -15,7 +15,7 @@ from airflow.sdk import BaseOperator, Context
 
 from airflow_provider_qconn import normalise
 from airflow_provider_qconn.exceptions import MeetingStateError, NonRetryableApiError
-from airflow_provider_qconn.hooks.msgraph import EventDetails, Meeting, MSGraphHook
+from airflow_provider_qconn.hooks.msgraph import ITEM_NOT_FOUND, EventDetails, Meeting, MSGraphHook
 
 CONTENT_TYPES = ("html", "text")
 #: The namespace of the transactionIds derived from task instances (a uuid5 of the task instance's identity).
@@ -88,6 +88,8 @@ class ScheduleMeetingOperator(_MeetingOperator):
         "content",
         "time_zone",
         "content_type",
+        "require_join_url",
+        "msgraph_conn_id",
     )
 
     def __init__(
@@ -196,6 +198,7 @@ class UpdateMeetingOperator(_MeetingOperator):
         "content",
         "time_zone",
         "content_type",
+        "msgraph_conn_id",
     )
 
     def __init__(
@@ -272,7 +275,7 @@ class CancelMeetingOperator(_MeetingOperator):
     Returns ``meeting_id`` and ``cancelled``.
     """
 
-    template_fields: Sequence[str] = ("meeting_id", "comment")
+    template_fields: Sequence[str] = ("meeting_id", "comment", "missing_ok", "msgraph_conn_id")
 
     def __init__(self, *, meeting_id: Any, comment: str | None = None, missing_ok: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -287,25 +290,15 @@ class CancelMeetingOperator(_MeetingOperator):
         try:
             cancelled = self.hook.cancel_event(meeting_id, comment)
         except NonRetryableApiError as error:
-            if error.status != 404:
+            if error.status != 404 or error.code not in ITEM_NOT_FOUND:
                 raise
-            cancelled = self._cancelled_by_an_earlier_try(context, meeting_id)
-            if not (cancelled or missing_ok):
+            # On a later try (a retry, or a cleared task), a meeting that is now cancelled was cancelled by the
+            # try before, which died before it could report it: that is this task's success.
+            cancelled = context["ti"].try_number > 1 and self.hook.is_cancelled(meeting_id)
+            if cancelled:
+                self.log.info("Meeting %s is already cancelled: an earlier try of this task cancelled it", meeting_id)
+            elif not missing_ok:
                 raise
         finally:
             self.hook.close()
         return {"meeting_id": meeting_id, "cancelled": cancelled}
-
-    def _cancelled_by_an_earlier_try(self, context: Context, meeting_id: str) -> bool:
-        """On a retry, a meeting that is now cancelled was most likely cancelled by the try before, which died
-        before it could report it: that is this task's success, not a missing meeting."""
-        if context["ti"].try_number <= 1:
-            return False
-        try:
-            event = self.hook.get_event(meeting_id, select=("isCancelled",))
-        except NonRetryableApiError:
-            return False
-        if event.get("isCancelled"):
-            self.log.info("Meeting %s is already cancelled: an earlier try of this task cancelled it", meeting_id)
-            return True
-        return False

@@ -503,3 +503,26 @@ def test_an_untrusted_certificate_is_explained(sandbox_env: Sandbox, monkeypatch
     assert not ok
     assert message.startswith(f"Microsoft identity platform error: could not reach {sandbox_env.url}")
     assert message.endswith("(a custom CA bundle goes in SSL_CERT_FILE or REQUESTS_CA_BUNDLE)")
+
+
+def test_a_cancel_whose_answer_failed_is_checked_not_replayed(sandbox_env: Sandbox) -> None:
+    created = schedule().execute(context())
+    sandbox_env.control.add_fault(service="graph", method="POST", path="/cancel$", status=504, phase="after", times=1)
+    sandbox_env.control.clear_journal()
+
+    result = CancelMeetingOperator(task_id="cancel", meeting_id=created["meeting_id"]).execute(context())
+
+    assert result == {"meeting_id": created["meeting_id"], "cancelled": True}
+    calls = [(e["method"], e["path"].rsplit("/", 1)[-1], e["status"]) for e in graph_requests(sandbox_env)]
+    assert calls == [("POST", "cancel", 504), ("GET", created["meeting_id"], 200)]
+
+
+def test_a_throttled_cancel_is_retried(sandbox_env: Sandbox) -> None:
+    created = schedule().execute(context())
+    sandbox_env.control.add_fault(service="graph", method="POST", path="/cancel$", status=429, retry_after=0, times=1)
+    sandbox_env.control.clear_journal()
+
+    result = CancelMeetingOperator(task_id="cancel", meeting_id=created["meeting_id"]).execute(context())
+
+    assert result["cancelled"] is True
+    assert [e["status"] for e in graph_requests(sandbox_env)] == [429, 202]

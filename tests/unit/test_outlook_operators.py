@@ -6,6 +6,7 @@ MSGraphHook is replaced by a MagicMock here only; tests/integration/test_msgraph
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 from types import SimpleNamespace
 from unittest import mock
 
@@ -58,20 +59,12 @@ def schedule(**kwargs) -> ScheduleMeetingOperator:
     )
 
 
-def test_template_fields_cover_every_templatable_parameter():
-    assert set(ScheduleMeetingOperator.template_fields) == {
-        "start",
-        "end",
-        "subject",
-        "attendees",
-        "location",
-        "teams_meeting",
-        "content",
-        "time_zone",
-        "content_type",
-    }
-    assert set(UpdateMeetingOperator.template_fields) == {"meeting_id", *ScheduleMeetingOperator.template_fields}
-    assert set(CancelMeetingOperator.template_fields) == {"meeting_id", "comment"}
+def test_template_fields_cover_every_parameter():
+    # Every constructor parameter is templatable (BaseOperator's own ones excepted).
+    for operator_class in (ScheduleMeetingOperator, UpdateMeetingOperator, CancelMeetingOperator):
+        parameters = set(inspect.signature(operator_class.__init__).parameters) - {"self", "kwargs"}
+        parameters |= {"msgraph_conn_id"}
+        assert set(operator_class.template_fields) == parameters, operator_class.__name__
 
 
 def test_each_operator_has_multiple_outputs_and_the_default_connection():
@@ -203,7 +196,12 @@ def test_cancel(hook):
     assert result == {"meeting_id": "AAk", "cancelled": False}
     with pytest.raises(NonRetryableApiError, match="not found"):
         CancelMeetingOperator(task_id="c", meeting_id="AAk").execute(context())
-    hook.get_event.assert_not_called()  # a first try does not guess that an earlier one cancelled it
+    hook.is_cancelled.assert_not_called()  # a first try does not guess that an earlier one cancelled it
+
+    # missing_ok covers a missing meeting, not a missing mailbox.
+    hook.cancel_event.side_effect = NonRetryableApiError("Microsoft Graph", 404, "ErrorInvalidUser", "no mailbox")
+    with pytest.raises(NonRetryableApiError, match="no mailbox"):
+        CancelMeetingOperator(task_id="c", meeting_id="AAk", missing_ok=True).execute(context())
 
 
 def test_cancel_validates_and_lets_graph_errors_through(hook):
