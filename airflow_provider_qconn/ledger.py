@@ -59,9 +59,6 @@ class SendLedger:
         """When a send to this recipient began without its outcome being recorded (a crash in between)."""
         return self._in_flight.get(self._key(recipient))
 
-    def is_empty(self) -> bool:
-        return not (self._sent or self._in_flight)
-
     def begin(self, recipients: Iterable[str], started_at: float) -> None:
         """Record that sends to these recipients are about to start (one write)."""
         changed = False

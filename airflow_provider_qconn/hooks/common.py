@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import ssl
+import urllib.parse
 from typing import Any
 
 from airflow_provider_qconn.exceptions import ConnectionConfigError
@@ -48,7 +49,8 @@ def positive_int(extra: dict[str, Any], field: str, default: int, conn_id: str) 
 def https_url(extra: dict[str, Any], field: str, default: str, conn_id: str) -> str:
     """A base URL from a connection extra, without its trailing slash; it must be https (or loopback http)."""
     value = str(extra.get(field) or default).strip().rstrip("/")
-    loopback = value.startswith(("http://127.0.0.1", "http://localhost", "http://[::1]"))
-    if not (value.startswith("https://") or loopback):
+    parts = urllib.parse.urlsplit(value)
+    loopback = parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost", "::1") and not parts.username
+    if not ((parts.scheme == "https" and parts.hostname) or loopback):
         raise ConnectionConfigError(f"connection {conn_id!r}: extra {field!r} must be an https URL, got {value!r}")
     return value

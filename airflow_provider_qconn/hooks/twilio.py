@@ -95,6 +95,8 @@ class SendResult:
     code: int | str | None = None
     message: str | None = None
     resumed: bool = False
+    #: Twilio may have created the message after all (its last answer failed): a later try looks it up first.
+    unresolved: bool = False
 
     @property
     def sent(self) -> bool:
@@ -226,7 +228,8 @@ class TwilioHook(BaseHook):
 
         http = AsyncTwilioHttpClient(pool_connections=False, logger=_QUIET)
         connector = aiohttp.TCPConnector(limit=self.config.max_concurrency, ssl=ssl_context())
-        http.session = aiohttp.ClientSession(connector=connector)
+        # trust_env: HTTPS_PROXY/NO_PROXY apply, as they do for every other client the provider uses.
+        http.session = aiohttp.ClientSession(connector=connector, trust_env=True)
         return self._client(http), http
 
     def _run(self, work: Callable[[Client], Awaitable[T]]) -> T:
@@ -329,7 +332,7 @@ class TwilioHook(BaseHook):
                     results[outcome.recipient] = outcome
                 ledger.record(
                     {o.recipient: o.message_id for o in outcomes if o.message_id},
-                    finished=[o.recipient for o in outcomes if not o.message_id and o.code != "unknown_outcome"],
+                    finished=[o.recipient for o in outcomes if not (o.message_id or o.unresolved)],
                 )
 
         if pending:
@@ -348,9 +351,11 @@ class TwilioHook(BaseHook):
         config = self.config
         to = f"{normalise.WHATSAPP_PREFIX}{outgoing.recipient}"
         if in_flight_since is not None:
-            found = await self._find_created(client, limiter, to, in_flight_since, claimed)
+            # An earlier try was sending this when it died: only what it could have created counts.
+            until = in_flight_since + self._send_window()
+            found = await self._find_created(client, limiter, to, in_flight_since, claimed, until)
             if isinstance(found, _Failure):
-                return SendResult(outgoing.recipient, code="unknown_outcome", message=found.message)
+                return SendResult(outgoing.recipient, code="unknown_outcome", message=found.message, unresolved=True)
             if found is not None:
                 return SendResult(outgoing.recipient, found.sid, found.status, resumed=True)
         params: dict[str, Any] = {"to": to, "content_sid": template_sid}
@@ -373,7 +378,9 @@ class TwilioHook(BaseHook):
                 await asyncio.sleep(min(self.backoff_seconds, 2.0))
                 found = await self._find_created(client, limiter, to, started, claimed)
                 if isinstance(found, _Failure):
-                    return SendResult(outgoing.recipient, code="unknown_outcome", message=found.message)
+                    return SendResult(
+                        outgoing.recipient, code="unknown_outcome", message=found.message, unresolved=True
+                    )
                 if found is not None:
                     return SendResult(outgoing.recipient, found.sid, found.status)
             elif not outcome.throttled:
@@ -382,17 +389,31 @@ class TwilioHook(BaseHook):
                 await asyncio.sleep(self._backoff(attempt))
         assert failure is not None
         code = "throttled" if failure.throttled else failure.code
-        return SendResult(outgoing.recipient, code=code, message=failure.message)
+        return SendResult(outgoing.recipient, code=code, message=failure.message, unresolved=failure.ambiguous)
+
+    def _send_window(self) -> float:
+        """How long after a chunk began its sends could still create messages: each recipient waits for at most
+        ``4`` rounds of the concurrency bound, each round at most every attempt's timeout and backoff."""
+        backoff = sum(self.backoff_seconds * 2 ** (attempt - 1) for attempt in range(1, self.max_attempts))
+        return 4 * (self.max_attempts * self.timeout + backoff) + CLOCK_SKEW_SECONDS
 
     async def _find_created(
-        self, client: Client, limiter: asyncio.Semaphore, to: str, since: float, claimed: set[str]
+        self,
+        client: Client,
+        limiter: asyncio.Semaphore,
+        to: str,
+        since: float,
+        claimed: set[str],
+        until: float | None = None,
     ) -> Any:
-        """The message our earlier attempt created for ``to`` (newest first, by To and From), if any."""
+        """The message our earlier attempt created for ``to`` between ``since`` and ``until`` (newest first, by
+        To and From; the earliest match if several), or None."""
         config = self.config
         params: dict[str, Any] = {"to": to, "limit": 20, "page_size": 20}
         if config.sender and not (config.messaging_service_sid and not config.from_number):
             params["from_"] = config.sender
         threshold = dt.datetime.fromtimestamp(since - CLOCK_SKEW_SECONDS, dt.timezone.utc)
+        deadline = dt.datetime.fromtimestamp(until, dt.timezone.utc) if until is not None else None
         for attempt in range(1, self.max_attempts + 1):
             listed = await self._call(limiter, lambda: client.messages.list_async(**params))
             if not isinstance(listed, _Failure):
@@ -406,6 +427,7 @@ class TwilioHook(BaseHook):
             if message.sid not in claimed
             and message.date_created is not None
             and message.date_created >= threshold
+            and (deadline is None or message.date_created <= deadline)
             and (
                 not config.messaging_service_sid
                 or config.from_number
@@ -436,6 +458,8 @@ class TwilioHook(BaseHook):
                 return _Failure(code or status or "error", message, status=status, ambiguous=(status or 500) >= 500)
             except (asyncio.TimeoutError, TimeoutError):
                 return _Failure("timeout", f"no response within {self.timeout} s", ambiguous=True)
+            except ValueError as error:  # a 2xx answer that is not Twilio's JSON (a proxy's page, say)
+                return _Failure("invalid_response", f"Twilio's answer could not be read: {error}", ambiguous=True)
             except aiohttp.ClientError as error:
                 return _Failure("connection_error", f"the connection failed: {type(error).__name__}", ambiguous=True)
 
@@ -471,13 +495,13 @@ class TwilioHook(BaseHook):
         """Statuses of the wanted SIDs among the account's newest messages (a failed page ends the scan)."""
         found: dict[str, LookupResult] = {}
         page: Any = await self._call(limiter, lambda: client.messages.page_async(page_size=LIST_PAGE))
-        for _ in range(pages):
+        for number in range(1, pages + 1):
             if isinstance(page, _Failure) or page is None:
                 break
             for message in page:
                 if message.sid in wanted:
                     found[message.sid] = LookupResult(message.sid, details=message_details(message))
-            if len(found) == len(wanted):
+            if len(found) == len(wanted) or number == pages:
                 break
             page = await self._call(limiter, page.next_page_async)
         return found

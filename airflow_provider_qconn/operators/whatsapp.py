@@ -132,10 +132,11 @@ class SendWhatsAppTemplateOperator(BaseOperator):
         from airflow.sdk import Variable
 
         variable = _ledger_variable(context)
+        stored = Variable.get(variable, default=None)
         ledger = SendLedger.from_json(
             hook.config.auth_token,
             template_sid,
-            Variable.get(variable, default=None),
+            stored,
             save=lambda value: Variable.set(variable, value, description="qconn: WhatsApp send ledger (hashed)"),
         )
         messages = [OutgoingMessage(number, {**common, **personal.get(number, {})}) for number in parsed.valid]
@@ -158,8 +159,8 @@ class SendWhatsAppTemplateOperator(BaseOperator):
             ledger.writes,
         )
         finished = _finish(context, outputs, fail_on, ("Sent", "Error"))
-        if not ledger.is_empty():
-            Variable.delete(variable)
+        if stored is not None or ledger.writes:
+            Variable.delete(variable)  # the task succeeded: a later run (or a clear) sends afresh
         return finished
 
     @staticmethod
@@ -235,4 +236,9 @@ class GetMessageStatusOperator(BaseOperator):
             "result": _verdict(succeeded, len(sids), ("Ok", "PartiallyOk", "Error")),
             "errors": errors,
         }
+        if not valid:
+            _push(context, outputs)
+            raise InvalidParameterError(
+                "message_ids", f"none of the {len(sids)} ids is a Message SID (SM or MM + 32 hex)"
+            )
         return _finish(context, outputs, fail_on, ("Ok", "Error"))

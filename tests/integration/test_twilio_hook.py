@@ -144,6 +144,37 @@ def test_retry_after_a_kill_mid_batch_neither_duplicates_nor_skips(sandbox_env):
     assert {r.message_id for r in results} == {m["sid"] for m in sandbox_env.control.messages()}
 
 
+def test_a_send_whose_last_answer_failed_stays_in_flight_for_the_next_try(sandbox_env):
+    sandbox_env.control.add_fault(service="twilio", method="POST", status=503, phase="after", times=1)
+    sandbox_env.control.add_fault(service="twilio", method="GET", status=400, times=1)  # the look-up fails too
+    stored: dict[str, str] = {}
+    ledger = SendLedger(seed.AUTH_TOKEN, seed.TEMPLATE_REMINDER, save=lambda value: stored.update(ledger=value))
+    hook = TwilioHook(backoff_seconds=0.01, max_attempts=2)
+    [first] = hook.send_whatsapp_templates(outgoing(NUMBERS[:1]), seed.TEMPLATE_REMINDER, ledger=ledger)
+    assert not first.sent and first.unresolved and first.code == "unknown_outcome"
+    assert len(sandbox_env.control.messages()) == 1  # Twilio did create it
+
+    retry = SendLedger.from_json(seed.AUTH_TOKEN, seed.TEMPLATE_REMINDER, stored["ledger"])
+    assert retry.in_flight_since(NUMBERS[0]) is not None
+    [second] = TwilioHook(backoff_seconds=0.01).send_whatsapp_templates(
+        outgoing(NUMBERS[:1]), seed.TEMPLATE_REMINDER, ledger=retry
+    )
+    assert second.sent and second.resumed
+    assert [m["sid"] for m in sandbox_env.control.messages()] == [second.message_id]
+
+
+def test_a_later_message_from_elsewhere_is_not_taken_for_ours(sandbox_env):
+    # An earlier try marked the recipient in flight a minute ago and died before sending anything; since then
+    # another DAG sent this number a message from the same sender.
+    [foreign] = TwilioHook().send_whatsapp_templates(outgoing(NUMBERS[:1]), seed.TEMPLATE_ORDER)
+    ledger = SendLedger(seed.AUTH_TOKEN, seed.TEMPLATE_REMINDER)
+    ledger.begin([NUMBERS[0]], time.time() - 60)
+    hook = TwilioHook(timeout=1, max_attempts=1, backoff_seconds=0.01)  # could only have sent for ~9 s
+    [result] = hook.send_whatsapp_templates(outgoing(NUMBERS[:1]), seed.TEMPLATE_REMINDER, ledger=ledger)
+    assert result.sent and result.message_id != foreign.message_id and not result.resumed
+    assert len(sandbox_env.control.messages()) == 2
+
+
 def test_ledger_writes_are_batched(sandbox_env):
     ledger = SendLedger(seed.AUTH_TOKEN, seed.TEMPLATE_REMINDER)
     TwilioHook(max_concurrency=4).send_whatsapp_templates(outgoing(NUMBERS), seed.TEMPLATE_REMINDER, ledger=ledger)

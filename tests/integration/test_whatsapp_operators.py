@@ -128,6 +128,14 @@ def test_status_operator_fails_when_no_lookup_succeeded(sandbox_env):
     assert ti.pushed["statuses"] == [None]
 
 
+def test_status_operator_with_no_valid_sid_fails_before_any_request(sandbox_env):
+    ti = FakeTaskInstance()
+    with pytest.raises(InvalidParameterError, match=r"^message_ids: none of the 2 ids"):
+        run(GetMessageStatusOperator(task_id="status", message_ids="SM1; nope", fail_on="never"), ti)
+    assert ti.pushed["statuses"] == [None, None] and ti.pushed["result"] == "Error"
+    assert sandbox_env.control.journal() == []
+
+
 def test_xcom_list_rendered_as_text_works_as_is(sandbox_env, variables):
     sent = run(send_operator(recipients=NUMBERS[:2]))["sent_message_ids"]
     outputs = run(GetMessageStatusOperator(task_id="status", message_ids=str(sent)))

@@ -51,6 +51,19 @@ def test_bad_connections_are_named(monkeypatch, fields, match):
         hook.config  # noqa: B018
 
 
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1@evil.example", "http://localhost.evil.example", "http://example.com", "https://"]
+)
+def test_only_https_or_loopback_http_base_urls(monkeypatch, url):
+    with pytest.raises(ConnectionConfigError, match="base_url"):
+        connect(monkeypatch, base_url=url).config  # noqa: B018
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8765", "http://localhost:8765/", "https://proxy.example/twilio"])
+def test_loopback_http_and_https_base_urls_are_accepted(monkeypatch, url):
+    assert connect(monkeypatch, base_url=url).config.base_url == url.rstrip("/")
+
+
 def test_a_sender_is_required_to_send(monkeypatch):
     with pytest.raises(ConnectionConfigError, match="from_number"):
         connect(monkeypatch).config.require_sender()
@@ -71,6 +84,6 @@ def test_ledger_keeps_hashes_not_numbers_and_ignores_another_template():
     assert "+59899123456" not in saved[-1] and "59899123456" not in saved[-1]
     assert SendLedger.from_json("secret", "HX1", saved[-1]).sent_message("+59899123456") == "SM1"
     assert SendLedger.from_json("other-secret", "HX1", saved[-1]).sent_message("+59899123456") is None
-    assert SendLedger.from_json("secret", "HX2", saved[-1]).is_empty()
-    assert SendLedger.from_json("secret", "HX1", "not json").is_empty()
+    assert SendLedger.from_json("secret", "HX2", saved[-1]).sent_message("+59899123456") is None
+    assert SendLedger.from_json("secret", "HX1", "not json").sent_message("+59899123456") is None
     assert len(saved) == 2
