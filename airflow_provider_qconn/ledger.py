@@ -33,7 +33,8 @@ class SendLedger:
         if loaded.get("version") != LEDGER_VERSION or loaded.get("scope") != scope:
             loaded = {}
         self._sent: dict[str, str] = dict(loaded.get("sent", {}))
-        self._in_flight: dict[str, float] = dict(loaded.get("in_flight", {}))
+        #: hashed recipient -> [when the first send began, when the latest began]
+        self._in_flight: dict[str, list[float]] = {k: list(v) for k, v in loaded.get("in_flight", {}).items()}
         self._save = save
         self.writes = 0
 
@@ -55,18 +56,22 @@ class SendLedger:
         """The SID of the message already sent to a recipient, if any."""
         return self._sent.get(self._key(recipient))
 
-    def in_flight_since(self, recipient: str) -> float | None:
-        """When a send to this recipient began without its outcome being recorded (a crash in between)."""
-        return self._in_flight.get(self._key(recipient))
+    def in_flight(self, recipient: str) -> tuple[float, float] | None:
+        """When the first and the latest send to this recipient began, if their outcome was never recorded
+        (a crash in between, or an answer that never came)."""
+        window = self._in_flight.get(self._key(recipient))
+        return (window[0], window[1]) if window else None
 
     def begin(self, recipients: Iterable[str], started_at: float) -> None:
         """Record that sends to these recipients are about to start (one write)."""
         changed = False
         for recipient in recipients:
             key = self._key(recipient)
-            if key not in self._sent and key not in self._in_flight:
-                self._in_flight[key] = started_at
-                changed = True
+            if key in self._sent:
+                continue
+            first = self._in_flight.get(key, [started_at])[0]
+            self._in_flight[key] = [first, started_at]
+            changed = True
         if changed:
             self._write()
 

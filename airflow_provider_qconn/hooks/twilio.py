@@ -305,13 +305,13 @@ class TwilioHook(BaseHook):
                 QUEUE_HOURS,
             )
         results: dict[str, SendResult] = {}
-        pending: list[tuple[OutgoingMessage, float | None]] = []
+        pending: list[tuple[OutgoingMessage, tuple[float, float] | None]] = []
         for outgoing in messages:
             previous = ledger.sent_message(outgoing.recipient)
             if previous:
                 results[outgoing.recipient] = SendResult(outgoing.recipient, previous, resumed=True)
             else:
-                pending.append((outgoing, ledger.in_flight_since(outgoing.recipient)))
+                pending.append((outgoing, ledger.in_flight(outgoing.recipient)))
         if len(results):
             log.info("%d recipients were sent to by an earlier try; not sending to them again.", len(results))
         claimed = {result.message_id for result in results.values() if result.message_id}
@@ -321,11 +321,11 @@ class TwilioHook(BaseHook):
             limiter = asyncio.Semaphore(config.max_concurrency)
             for start in range(0, len(pending), chunk_size):
                 chunk = pending[start : start + chunk_size]
-                ledger.begin([outgoing.recipient for outgoing, _since in chunk], time.time())
+                ledger.begin([outgoing.recipient for outgoing, _in_flight in chunk], time.time())
                 outcomes = await asyncio.gather(
                     *(
-                        self._send_one(client, limiter, outgoing, template_sid, since, claimed)
-                        for outgoing, since in chunk
+                        self._send_one(client, limiter, outgoing, template_sid, in_flight, claimed)
+                        for outgoing, in_flight in chunk
                     )
                 )
                 for outcome in outcomes:
@@ -345,15 +345,15 @@ class TwilioHook(BaseHook):
         limiter: asyncio.Semaphore,
         outgoing: OutgoingMessage,
         template_sid: str,
-        in_flight_since: float | None,
+        in_flight: tuple[float, float] | None,
         claimed: set[str],
     ) -> SendResult:
         config = self.config
         to = f"{normalise.WHATSAPP_PREFIX}{outgoing.recipient}"
-        if in_flight_since is not None:
-            # An earlier try was sending this when it died: only what it could have created counts.
-            until = in_flight_since + self._send_window()
-            found = await self._find_created(client, limiter, to, in_flight_since, claimed, until)
+        if in_flight is not None:
+            # Earlier tries were sending this when they died: only what they could have created counts.
+            first, latest = in_flight
+            found = await self._find_created(client, limiter, to, first, claimed, latest + self._send_window())
             if isinstance(found, _Failure):
                 return SendResult(outgoing.recipient, code="unknown_outcome", message=found.message, unresolved=True)
             if found is not None:

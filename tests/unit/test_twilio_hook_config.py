@@ -87,3 +87,13 @@ def test_ledger_keeps_hashes_not_numbers_and_ignores_another_template():
     assert SendLedger.from_json("secret", "HX2", saved[-1]).sent_message("+59899123456") is None
     assert SendLedger.from_json("secret", "HX1", "not json").sent_message("+59899123456") is None
     assert len(saved) == 2
+
+
+def test_ledger_keeps_when_the_first_and_the_latest_send_began():
+    ledger = SendLedger("secret", "HX1")
+    ledger.begin(["+59899123456"], 100.0)
+    ledger.begin(["+59899123456"], 250.0)  # a later try sent again after finding nothing
+    assert ledger.in_flight("+59899123456") == (100.0, 250.0)
+    ledger.record({}, finished=["+59899123456"])
+    assert ledger.in_flight("+59899123456") is None
+    assert ledger.writes == 3
