@@ -381,7 +381,7 @@ def build_credential(settings: GraphSettings) -> Any:
 def _mask_secret(value: str) -> None:
     """Hide a secret in task logs (Airflow masks extras by name; ``certificate_data`` and rotated tokens it
     cannot know)."""
-    from airflow.providers.common.compat.sdk import mask_secret
+    from airflow.sdk.log import mask_secret
 
     mask_secret(value)
 
