@@ -171,12 +171,28 @@ class TwilioHook(BaseHook):
     def config(self) -> TwilioConfig:
         """The connection's fields, validated (raises ConnectionConfigError naming the field)."""
         conn = self.get_connection(self.twilio_conn_id)
-        extra = {**conn.extra_dejson, **{k: v for k, v in self._overrides.items() if v is not None}}
+        return self._parse_config(conn.login, conn.password, conn.extra_dejson)
+
+    async def aget_config(self) -> TwilioConfig:
+        """:attr:`config`, read without blocking an event loop (triggers, async notifiers)."""
+        if "config" not in self.__dict__:
+            conn = await self.aget_connection(self.twilio_conn_id)
+            # conn.extra itself, not extra_dejson: before Airflow 3.3.2 that masks secrets with a blocking call,
+            # which fails inside a running event loop (and no Twilio extra is a secret).
+            try:
+                extra = json.loads(conn.extra or "{}")
+            except ValueError as error:
+                raise ConnectionConfigError(f"connection {self.twilio_conn_id!r}: extra is not JSON") from error
+            self.__dict__["config"] = self._parse_config(conn.login, conn.password, extra)
+        return self.config
+
+    def _parse_config(self, login: str | None, password: str | None, stored_extra: dict[str, Any]) -> TwilioConfig:
+        extra = {**stored_extra, **{k: v for k, v in self._overrides.items() if v is not None}}
         conn_id = self.twilio_conn_id
-        account_sid = (conn.login or "").strip()
+        account_sid = (login or "").strip()
         if not (account_sid.startswith("AC") and len(account_sid) == 34):
             raise ConnectionConfigError(f"connection {conn_id!r}: login must be the Account SID (AC + 32 hex digits)")
-        if not conn.password:
+        if not password:
             raise ConnectionConfigError(f"connection {conn_id!r}: password must be the Auth Token")
         from_number = extra.get("from_number") or None
         if from_number:
@@ -191,7 +207,7 @@ class TwilioHook(BaseHook):
         return TwilioConfig(
             conn_id=conn_id,
             account_sid=account_sid,
-            auth_token=conn.password,
+            auth_token=password,
             from_number=from_number,
             messaging_service_sid=service,
             base_url=base_url,
@@ -232,15 +248,14 @@ class TwilioHook(BaseHook):
         http.session = aiohttp.ClientSession(connector=connector, trust_env=True)
         return self._client(http), http
 
-    def _run(self, work: Callable[[Client], Awaitable[T]]) -> T:
-        async def main() -> T:
-            client, http = await self._open_async()
-            try:
-                return await work(client)
-            finally:
-                await http.close()
-
-        return asyncio.run(main())
+    async def _arun(self, work: Callable[[Client], Awaitable[T]]) -> T:
+        """Run ``work`` with an asynchronous client, closed afterwards."""
+        await self.aget_config()
+        client, http = await self._open_async()
+        try:
+            return await work(client)
+        finally:
+            await http.close()
 
     # --- calls ----------------------------------------------------------------------------------------------
 
@@ -291,7 +306,17 @@ class TwilioHook(BaseHook):
         earlier try died mid-send) are first looked up at Twilio. The ledger is written once before and
         once after each chunk of ``4 x max_concurrency`` recipients. Results come back in input order.
         """
-        config = self.config
+        self.config.require_sender()
+        return asyncio.run(self.asend_whatsapp_templates(messages, template_sid, ledger))
+
+    async def asend_whatsapp_templates(
+        self,
+        messages: Sequence[OutgoingMessage],
+        template_sid: str,
+        ledger: SendLedger | None = None,
+    ) -> list[SendResult]:
+        """:meth:`send_whatsapp_templates` for callers that run an event loop (triggers, async notifiers)."""
+        config = await self.aget_config()
         config.require_sender()
         ledger = ledger or SendLedger(config.auth_token, template_sid)
         queue_limit = SENDER_MESSAGES_PER_SECOND * QUEUE_HOURS * 3600
@@ -336,7 +361,7 @@ class TwilioHook(BaseHook):
                 )
 
         if pending:
-            self._run(work)
+            await self._arun(work)
         return [results[outgoing.recipient] for outgoing in messages]
 
     async def _send_one(
@@ -472,10 +497,15 @@ class TwilioHook(BaseHook):
         """The status of each distinct message SID.
 
         From :data:`LIST_THRESHOLD` SIDs on, the newest messages of the account are listed first, 1,000 a page
-        and at most one page more than the SIDs fill (measured 7x faster than one fetch per SID for 1,000
+        and at most one page more than the SIDs fill (0.27 s against 0.81 s fetching each of 1,000
         messages just sent); whatever that does not find is fetched one by one, concurrently, with 429, 5xx
         and timeouts retried.
         """
+        self.config  # noqa: B018 - read (and validated) outside the event loop
+        return asyncio.run(self.afetch_message_statuses(message_ids))
+
+    async def afetch_message_statuses(self, message_ids: Sequence[str]) -> dict[str, LookupResult]:
+        """:meth:`fetch_message_statuses` for callers that run an event loop (the delivery trigger)."""
         unique = list(dict.fromkeys(message_ids))
 
         async def work(client: Client) -> dict[str, LookupResult]:
@@ -487,7 +517,7 @@ class TwilioHook(BaseHook):
             fetched = await asyncio.gather(*(self._fetch_one(client, limiter, sid) for sid in missing))
             return {**found, **{result.message_id: result for result in fetched}}
 
-        return self._run(work) if unique else {}
+        return await self._arun(work) if unique else {}
 
     async def _list_recent(
         self, client: Client, limiter: asyncio.Semaphore, wanted: set[str], pages: int
