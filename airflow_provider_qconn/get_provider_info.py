@@ -100,4 +100,5 @@ def get_provider_info() -> dict[str, Any]:
                 "conn-fields": TWILIO_CONN_FIELDS,
             },
         ],
+        "notifications": ["airflow_provider_qconn.notifications.whatsapp.WhatsAppNotifier"],
     }

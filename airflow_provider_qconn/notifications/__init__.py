@@ -1,0 +1,1 @@
+"""Notifiers: DAG and task callbacks that send a message."""

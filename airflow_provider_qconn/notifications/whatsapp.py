@@ -1,0 +1,84 @@
+"""WhatsAppNotifier: a WhatsApp template message as an Airflow callback (``on_failure_callback`` ...)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.sdk import BaseNotifier, Context
+
+from airflow_provider_qconn import normalise
+from airflow_provider_qconn.exceptions import InvalidParameterError, QconnError
+from airflow_provider_qconn.hooks.twilio import OutgoingMessage, SendResult, TwilioHook
+
+
+class WhatsAppNotifier(BaseNotifier):
+    """Send a WhatsApp template message when a DAG or task callback fires.
+
+    >>> DAG(..., on_failure_callback=WhatsAppNotifier(
+    ...     recipients="+598 99 123 456", template_sid="HX...",
+    ...     template_variables={"1": "{{ dag.dag_id }}", "2": "{{ ti.task_id if ti else '' }}"}))
+
+    The parameters and their forms are those of SendWhatsAppTemplateOperator (all templated with the callback's
+    context). A callback fires once, so there is no send ledger; each recipient still gets one message, with
+    429s retried and ambiguous failures checked with Twilio. It raises when no recipient could be sent to, so
+    the failure shows in the callback's log.
+    """
+
+    template_fields: Sequence[str] = (
+        "recipients",
+        "template_sid",
+        "template_variables",
+        "recipient_variables",
+        "default_region",
+        "twilio_conn_id",
+    )
+
+    def __init__(
+        self,
+        *,
+        recipients: str | Sequence[str],
+        template_sid: str,
+        template_variables: dict[str, Any] | str | None = None,
+        recipient_variables: dict[str, dict[str, Any]] | str | None = None,
+        default_region: str | None = None,
+        twilio_conn_id: str = TwilioHook.default_conn_name,
+    ) -> None:
+        super().__init__()
+        self.recipients = recipients
+        self.template_sid = template_sid
+        self.template_variables = template_variables
+        self.recipient_variables = recipient_variables
+        self.default_region = default_region
+        self.twilio_conn_id = twilio_conn_id
+
+    def _messages(self) -> tuple[str, list[OutgoingMessage]]:
+        region = normalise.region(self.default_region)
+        parsed = normalise.recipients(self.recipients, region)
+        if parsed.invalid:
+            self.log.warning("Not phone numbers, not notified: %s", ", ".join(item for item, _ in parsed.invalid))
+        if not parsed.valid:
+            raise InvalidParameterError("recipients", "none of the recipients is a phone number")
+        common = normalise.variables(self.template_variables)
+        personal = normalise.recipient_variables(self.recipient_variables, region)
+        messages = [OutgoingMessage(number, {**common, **personal.get(number, {})}) for number in parsed.valid]
+        return normalise.template_sid(self.template_sid), messages
+
+    def _report(self, results: list[SendResult]) -> None:
+        failed = [result for result in results if not result.sent]
+        for result in failed:
+            self.log.warning("WhatsApp notification to %s failed: %s %s", result.recipient, result.code, result.message)
+        if len(failed) == len(results):
+            raise QconnError(f"the WhatsApp notification reached none of its {len(results)} recipients")
+        self.log.info("WhatsApp notification sent to %d of %d recipients", len(results) - len(failed), len(results))
+
+    def notify(self, context: Context) -> None:
+        template_sid, messages = self._messages()
+        self._report(TwilioHook(self.twilio_conn_id).send_whatsapp_templates(messages, template_sid))
+
+    async def async_notify(self, context: Context) -> None:
+        template_sid, messages = self._messages()
+        self._report(await TwilioHook(self.twilio_conn_id).asend_whatsapp_templates(messages, template_sid))
+
+
+send_whatsapp_notification = WhatsAppNotifier
