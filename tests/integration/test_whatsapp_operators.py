@@ -147,7 +147,8 @@ def test_operators_import_no_sdk():
     import sys
 
     code = (
-        "import sys; import airflow_provider_qconn.operators.whatsapp; "
+        "import sys; import airflow_provider_qconn.operators.whatsapp, airflow_provider_qconn.sensors.whatsapp, "
+        "airflow_provider_qconn.notifications.whatsapp, airflow_provider_qconn.triggers.whatsapp; "
         "print([m for m in ('twilio', 'msgraph', 'azure.identity', 'msal', 'aiohttp') if m in sys.modules])"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

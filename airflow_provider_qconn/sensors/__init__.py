@@ -1,0 +1,1 @@
+"""Sensors: wait for something to happen at a provider."""

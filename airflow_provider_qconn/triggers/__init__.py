@@ -1,0 +1,1 @@
+"""Triggers: waits that run on the triggerer, not in a worker slot."""
