@@ -101,4 +101,8 @@ def get_provider_info() -> dict[str, Any]:
             },
         ],
         "notifications": ["airflow_provider_qconn.notifications.whatsapp.WhatsAppNotifier"],
+        "extra-links": [
+            "airflow_provider_qconn.links.outlook.OutlookEventLink",
+            "airflow_provider_qconn.links.outlook.TeamsMeetingLink",
+        ],
     }

@@ -16,6 +16,7 @@ from airflow.sdk import BaseOperator, Context
 from airflow_provider_qconn import normalise
 from airflow_provider_qconn.exceptions import MeetingStateError, NonRetryableApiError
 from airflow_provider_qconn.hooks.msgraph import ITEM_NOT_FOUND, EventDetails, Meeting, MSGraphHook
+from airflow_provider_qconn.links.outlook import OutlookEventLink, TeamsMeetingLink
 
 CONTENT_TYPES = ("html", "text")
 #: The namespace of the transactionIds derived from task instances (a uuid5 of the task instance's identity).
@@ -30,13 +31,14 @@ def transaction_id(context: Context) -> str:
     return str(uuid.uuid5(TRANSACTION_NAMESPACE, identity))
 
 
-def _outputs(meeting: Meeting) -> dict[str, Any]:
-    return {
+def _outputs(operator: _MeetingOperator, meeting: Meeting) -> dict[str, Any]:
+    operator.last_outputs = {
         "meeting_id": meeting.id,
         "web_link": meeting.web_link,
         "join_url": meeting.join_url,
         "ical_uid": meeting.ical_uid,
     }
+    return operator.last_outputs
 
 
 class _MeetingOperator(BaseOperator):
@@ -48,6 +50,8 @@ class _MeetingOperator(BaseOperator):
     def __init__(self, *, msgraph_conn_id: str = MSGraphHook.default_conn_name, **kwargs: Any) -> None:
         super().__init__(multiple_outputs=True, **kwargs)
         self.msgraph_conn_id = msgraph_conn_id
+        #: What the last execute() returned (the extra links read it).
+        self.last_outputs: dict[str, Any] = {}
 
     @cached_property
     def hook(self) -> MSGraphHook:
@@ -78,6 +82,7 @@ class ScheduleMeetingOperator(_MeetingOperator):
     Returns ``meeting_id`` (an immutable Graph event id), ``web_link``, ``join_url`` and ``ical_uid``.
     """
 
+    operator_extra_links = (OutlookEventLink(), TeamsMeetingLink())
     template_fields: Sequence[str] = (
         "start",
         "end",
@@ -160,7 +165,7 @@ class ScheduleMeetingOperator(_MeetingOperator):
         finally:
             self.hook.close()
         self.log.info("Meeting %s scheduled: %s", meeting.id, meeting.web_link)
-        return _outputs(meeting)
+        return _outputs(self, meeting)
 
 
 class UpdateMeetingOperator(_MeetingOperator):
@@ -187,6 +192,7 @@ class UpdateMeetingOperator(_MeetingOperator):
     Returns ``meeting_id``, ``web_link``, ``join_url`` and ``ical_uid``, as they are after the update.
     """
 
+    operator_extra_links = (OutlookEventLink(), TeamsMeetingLink())
     template_fields: Sequence[str] = (
         "meeting_id",
         "start",
@@ -259,7 +265,7 @@ class UpdateMeetingOperator(_MeetingOperator):
                 "A Teams meeting was asked for but Graph returned no join URL (personal Microsoft accounts cannot "
                 "host Teams meetings): join_url is None"
             )
-        return _outputs(meeting)
+        return _outputs(self, meeting)
 
 
 class CancelMeetingOperator(_MeetingOperator):

@@ -35,7 +35,11 @@ def test_schedule_reschedule_cancel(sandbox_env):
     scheduled = xcoms(run, "schedule_meeting")
     meeting_id = scheduled["meeting_id"]
     assert scheduled["join_url"].startswith("https://teams.microsoft.com/l/meetup-join/")
-    assert set(scheduled) == {"return_value", "meeting_id", "web_link", "join_url", "ical_uid"}
+    outputs = {"return_value", "meeting_id", "web_link", "join_url", "ical_uid"}
+    links = {"_link_OutlookEventLink", "_link_TeamsMeetingLink"}  # the task's extra links, resolved by Airflow
+    assert set(scheduled) == outputs | links
+    assert scheduled["_link_OutlookEventLink"] == scheduled["web_link"]
+    assert scheduled["_link_TeamsMeetingLink"] == scheduled["join_url"]
     rescheduled = xcoms(run, "reschedule_meeting")
     assert rescheduled["meeting_id"] == meeting_id
     assert rescheduled["join_url"] == scheduled["join_url"]
