@@ -111,6 +111,8 @@ class LookupResult:
     details: dict[str, Any] | None = None
     code: int | str | None = None
     message: str | None = None
+    #: The failure may pass (throttling, a timeout, a 5xx): asking again later can succeed.
+    transient: bool = False
 
 
 @dataclass
@@ -543,7 +545,8 @@ class TwilioHook(BaseHook):
                 return LookupResult(sid, details=message_details(outcome))
             if not (outcome.throttled or outcome.ambiguous) or attempt == self.max_attempts:
                 code = "throttled" if outcome.throttled else outcome.code
-                return LookupResult(sid, code=code, message=outcome.message)
+                transient = outcome.throttled or outcome.ambiguous
+                return LookupResult(sid, code=code, message=outcome.message, transient=transient)
             await asyncio.sleep(self._backoff(attempt))
         raise AssertionError("unreachable")  # pragma: no cover
 

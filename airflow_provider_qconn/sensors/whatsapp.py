@@ -11,7 +11,12 @@ from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue, conf
 from airflow_provider_qconn import normalise
 from airflow_provider_qconn.exceptions import InvalidParameterError, NonRetryableApiError
 from airflow_provider_qconn.hooks.twilio import TwilioHook
-from airflow_provider_qconn.triggers.whatsapp import FAILED_STATUSES, WhatsAppDeliveryTrigger, delivery_verdict
+from airflow_provider_qconn.triggers.whatsapp import (
+    FAILED_STATUSES,
+    WhatsAppDeliveryTrigger,
+    delivery_verdict,
+    lookup_errors,
+)
 
 
 class MessageNotDeliveredError(NonRetryableApiError):
@@ -83,13 +88,7 @@ class WhatsAppDeliverySensor(BaseSensorOperator):
     def poke(self, context: Context) -> PokeReturnValue:
         sids = self._sids()
         lookups = TwilioHook(self.twilio_conn_id).fetch_message_statuses(sids)
-        details = [lookups[sid].details for sid in sids]
-        errors = [
-            {"message_id": sid, "code": lookups[sid].code, "message": lookups[sid].message}
-            for sid in sids
-            if lookups[sid].details is None
-        ]
-        return self._decide(details, errors)
+        return self._decide([lookups[sid].details for sid in sids], lookup_errors(sids, lookups))
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
         return self._decide(event["details"], event["errors"]).xcom_value

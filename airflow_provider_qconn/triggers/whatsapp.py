@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
@@ -20,6 +20,15 @@ def delivery_verdict(details: Sequence[dict[str, Any] | None], targets: Sequence
     if all(status in targets for status in statuses):
         return "done"
     return None
+
+
+def lookup_errors(message_ids: Sequence[str], lookups: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The lookups that failed for good (an unknown SID, refused credentials); transient ones are asked again."""
+    return [
+        {"message_id": sid, "code": lookups[sid].code, "message": lookups[sid].message}
+        for sid in message_ids
+        if lookups[sid].details is None and not lookups[sid].transient
+    ]
 
 
 class WhatsAppDeliveryTrigger(BaseTrigger):
@@ -57,11 +66,7 @@ class WhatsAppDeliveryTrigger(BaseTrigger):
         while True:
             lookups = await hook.afetch_message_statuses(self.message_ids)
             details = [lookups[sid].details for sid in self.message_ids]
-            errors = [
-                {"message_id": sid, "code": lookups[sid].code, "message": lookups[sid].message}
-                for sid in self.message_ids
-                if lookups[sid].details is None
-            ]
+            errors = lookup_errors(self.message_ids, lookups)
             verdict = delivery_verdict(details, self.target_statuses)
             if errors or verdict:
                 yield TriggerEvent({"verdict": verdict or "error", "details": details, "errors": errors})

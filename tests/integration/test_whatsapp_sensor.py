@@ -91,3 +91,17 @@ def test_poke_mode_execute_returns_the_statuses(sandbox_env):
     sids = send(NUMBERS[:1])
     sandbox_env.control.advance_clock(5)
     assert sensor(sids).execute(context())["statuses"] == ["read"]
+
+
+def test_only_lasting_lookup_failures_end_the_wait():
+    from airflow_provider_qconn.hooks.twilio import LookupResult
+    from airflow_provider_qconn.triggers.whatsapp import lookup_errors
+
+    lookups = {
+        "SM1": LookupResult("SM1", code="throttled", message="429", transient=True),
+        "SM2": LookupResult("SM2", code=20404, message="not found"),
+        "SM3": LookupResult("SM3", details={"status": "sent"}),
+    }
+    assert lookup_errors(["SM1", "SM2", "SM3"], lookups) == [
+        {"message_id": "SM2", "code": 20404, "message": "not found"}
+    ]
