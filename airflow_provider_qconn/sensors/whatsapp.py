@@ -34,7 +34,7 @@ class WhatsAppDeliverySensor(BaseSensorOperator):
     :param target_statuses: the statuses that count as arrived.
     :param twilio_conn_id: a ``qconn_twilio`` connection.
 
-    Returns (XCom) ``{"statuses": [...], "details": [...]}`` in input order, as GetMessageStatusOperator does.
+    Returns (XCom) ``{"statuses": [...], "details": [...]}``: one slot per distinct SID, in input order.
     """
 
     template_fields: Sequence[str] = ("message_ids", "target_statuses", "twilio_conn_id")
