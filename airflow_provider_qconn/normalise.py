@@ -346,3 +346,28 @@ def identifier(value: Any, parameter: str) -> str:
     if any(character.isspace() for character in value.strip()):
         raise InvalidParameterError(parameter, f"{value!r} is not an id: it contains spaces")
     return value.strip()
+
+
+@dataclass(frozen=True)
+class TemplateSend:
+    """A WhatsApp template send, validated: the Content SID, each valid recipient's variables (E.164 ->
+    placeholder -> text, in input order) and the entries that are not phone numbers."""
+
+    template_sid: str
+    messages: dict[str, dict[str, str]]
+    invalid: list[tuple[str, str]]
+
+
+def template_send(
+    to: Any, content_sid: Any, common: Any = None, personal: Any = None, default_region: Any = None
+) -> TemplateSend:
+    """Validate what the send operator and the notifier take (``recipients``, ``template_sid``,
+    ``template_variables``, ``recipient_variables``, ``default_region``); per-recipient variables merge over
+    the common ones."""
+    region_code = region(default_region)
+    parsed = recipients(to, region_code)
+    sid = template_sid(content_sid)
+    shared = variables(common)
+    own = recipient_variables(personal, region_code)
+    messages = {number: {**shared, **own.get(number, {})} for number in parsed.valid}
+    return TemplateSend(sid, messages, parsed.invalid)

@@ -53,16 +53,14 @@ class WhatsAppNotifier(BaseNotifier):
         self.twilio_conn_id = twilio_conn_id
 
     def _messages(self) -> tuple[str, list[OutgoingMessage]]:
-        region = normalise.region(self.default_region)
-        parsed = normalise.recipients(self.recipients, region)
-        if parsed.invalid:
-            self.log.warning("Not phone numbers, not notified: %s", ", ".join(item for item, _ in parsed.invalid))
-        if not parsed.valid:
+        request = normalise.template_send(
+            self.recipients, self.template_sid, self.template_variables, self.recipient_variables, self.default_region
+        )
+        if request.invalid:
+            self.log.warning("Not phone numbers, not notified: %s", ", ".join(item for item, _ in request.invalid))
+        if not request.messages:
             raise InvalidParameterError("recipients", "none of the recipients is a phone number")
-        common = normalise.variables(self.template_variables)
-        personal = normalise.recipient_variables(self.recipient_variables, region)
-        messages = [OutgoingMessage(number, {**common, **personal.get(number, {})}) for number in parsed.valid]
-        return normalise.template_sid(self.template_sid), messages
+        return request.template_sid, [OutgoingMessage(number, values) for number, values in request.messages.items()]
 
     def _report(self, results: list[SendResult]) -> None:
         failed = [result for result in results if not result.sent]

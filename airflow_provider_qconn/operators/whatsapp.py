@@ -112,17 +112,16 @@ class SendWhatsAppTemplateOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         fail_on = _fail_on(self.fail_on)
-        region = normalise.region(self.default_region)
-        parsed = normalise.recipients(self.recipients, region)
-        template_sid = normalise.template_sid(self.template_sid)
-        common = normalise.variables(self.template_variables)
-        personal = normalise.recipient_variables(self.recipient_variables, region)
+        request = normalise.template_send(
+            self.recipients, self.template_sid, self.template_variables, self.recipient_variables, self.default_region
+        )
+        template_sid = request.template_sid
         errors = [
             {"recipient": written, "code": "invalid_number", "message": f"not a phone number: {reason}"}
-            for written, reason in parsed.invalid
+            for written, reason in request.invalid
         ]
-        failed = [written for written, _reason in parsed.invalid]
-        if not parsed.valid:
+        failed = [written for written, _reason in request.invalid]
+        if not request.messages:
             _push(context, self._outputs([], [], failed, errors))
             raise InvalidParameterError(
                 "recipients", f"none of the {len(failed)} recipients is a phone number ({errors[0]['message']})"
@@ -139,7 +138,7 @@ class SendWhatsAppTemplateOperator(BaseOperator):
             stored,
             save=lambda value: Variable.set(variable, value, description="qconn: WhatsApp send ledger (hashed)"),
         )
-        messages = [OutgoingMessage(number, {**common, **personal.get(number, {})}) for number in parsed.valid]
+        messages = [OutgoingMessage(number, variables) for number, variables in request.messages.items()]
         results = hook.send_whatsapp_templates(messages, template_sid, ledger=ledger)
         sent = [result for result in results if result.sent]
         for result in results:
