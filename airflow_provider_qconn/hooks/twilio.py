@@ -4,9 +4,9 @@ The connection holds the Account SID (login), the Auth Token (password) and, as 
 (``from_number``) or a Messaging Service (``messaging_service_sid``), one ``base_url`` for every Twilio domain
 (a proxy, the sandbox) and ``max_concurrency``. The twilio SDK is imported only when a client is built.
 
-Sending is retry-safe: 429/20429 (never processed by Twilio) is retried with exponential backoff; a timeout,
-a cut connection or a 5xx on a create is ambiguous, so the hook asks Twilio whether the message exists (list by
-To and From, newest first, matched on ``date_created``; queued messages have no ``date_sent`` yet) before sending
+Sending is retry-safe: every request follows one :class:`~airflow_provider_qconn.hooks.twilio_retry.RetryPolicy`
+(429/20429, never processed by Twilio, is retried after ``Retry-After`` or a jittered backoff); a timeout, a cut
+connection or a 5xx on a create is ambiguous, so the hook asks Twilio whether the message exists before sending
 again; and a :class:`~airflow_provider_qconn.ledger.SendLedger` lets a later Airflow try skip what an earlier
 one sent, and reconcile what it was sending when it died.
 """
@@ -28,6 +28,7 @@ from airflow.sdk import BaseHook
 from airflow_provider_qconn import normalise
 from airflow_provider_qconn.exceptions import ApiError, ConnectionConfigError, NonRetryableApiError
 from airflow_provider_qconn.hooks.common import ca_bundle, https_url, positive_int, ssl_context
+from airflow_provider_qconn.hooks.twilio_retry import Failure, RetryPolicy, classify, throttled_error, twilio_error
 from airflow_provider_qconn.ledger import SendLedger
 
 if TYPE_CHECKING:
@@ -47,6 +48,9 @@ SENDER_MESSAGES_PER_SECOND = 10
 QUEUE_HOURS = 4
 #: Tolerance between our clock and Twilio's when matching ``date_created`` (Twilio stores whole seconds).
 CLOCK_SKEW_SECONDS = 5.0
+#: After a create timed out, Twilio may still be creating the message: wait this long (at most the timeout)
+#: before looking for it, so an answer that is slow, not lost, is found rather than sent again.
+SETTLE_SECONDS = 10.0
 #: From this many SIDs on, statuses are read by listing the newest messages (LIST_PAGE a page) before fetching.
 LIST_THRESHOLD = 50
 LIST_PAGE = 1000
@@ -85,6 +89,16 @@ class OutgoingMessage:
     variables: dict[str, str]
 
 
+@dataclass(frozen=True)
+class _Pending:
+    """A message still to send: its hashed content (for the ledger) and, when an earlier try may have sent it,
+    when that try's sends began."""
+
+    outgoing: OutgoingMessage
+    content: str
+    in_flight: tuple[float, float] | None
+
+
 @dataclass
 class SendResult:
     """What became of one recipient: a message SID, or the provider's (or our) error code and message."""
@@ -115,20 +129,6 @@ class LookupResult:
     transient: bool = False
 
 
-@dataclass
-class _Failure:
-    """A request outcome that is not a message: a provider refusal or a transport failure."""
-
-    code: int | str
-    message: str
-    status: int | None = None
-    ambiguous: bool = False
-
-    @property
-    def throttled(self) -> bool:
-        return self.status == 429
-
-
 class TwilioHook(BaseHook):
     """Interact with Twilio's Messages and Content APIs for WhatsApp.
 
@@ -138,6 +138,7 @@ class TwilioHook(BaseHook):
     :param max_concurrency: requests in flight at once; overrides the connection's (default 10).
     :param timeout: seconds to wait for one HTTP response.
     :param max_attempts: attempts per request when Twilio throttles (429) or fails (5xx, timeouts).
+    :param backoff_seconds: the first backoff's upper bound; it doubles per attempt, with full jitter.
     """
 
     conn_name_attr = "twilio_conn_id"
@@ -166,6 +167,7 @@ class TwilioHook(BaseHook):
         self.timeout = timeout
         self.max_attempts = max_attempts
         self.backoff_seconds = backoff_seconds
+        self.retry = RetryPolicy(attempts=max_attempts, backoff=backoff_seconds)
 
     # --- configuration and clients -------------------------------------------------------------------------
 
@@ -244,7 +246,17 @@ class TwilioHook(BaseHook):
         import aiohttp
         from twilio.http.async_http_client import AsyncTwilioHttpClient
 
-        http = AsyncTwilioHttpClient(pool_connections=False, logger=_QUIET)
+        class HttpClient(AsyncTwilioHttpClient):
+            """Raises :class:`~airflow_provider_qconn.hooks.twilio_retry.Throttled` on a 429, keeping the
+            ``Retry-After`` header that the SDK's own error drops."""
+
+            async def request(self, *args: Any, **kwargs: Any) -> Any:
+                response = await super().request(*args, **kwargs)
+                if response.status_code == 429:
+                    raise throttled_error(response.text, response.headers.get("Retry-After"))
+                return response
+
+        http = HttpClient(pool_connections=False, logger=_QUIET)
         connector = aiohttp.TCPConnector(limit=self.config.max_concurrency, ssl=ssl_context())
         # trust_env: HTTPS_PROXY/NO_PROXY apply, as they do for every other client the provider uses.
         http.session = aiohttp.ClientSession(connector=connector, trust_env=True)
@@ -285,9 +297,10 @@ class TwilioHook(BaseHook):
         try:
             content = self.client.content.v1.contents(template_sid).fetch()
         except TwilioException as error:
-            status, code, message = twilio_error(error)
-            kind = NonRetryableApiError if status in (400, 401, 403, 404) else ApiError
-            raise kind("Twilio", status, code, message) from error
+            failure = classify(error, self.timeout)
+            assert failure is not None
+            kind = ApiError if failure.transient else NonRetryableApiError
+            raise kind("Twilio", failure.status, failure.code, failure.message) from error
         return {
             "sid": content.sid,
             "friendly_name": content.friendly_name,
@@ -304,9 +317,15 @@ class TwilioHook(BaseHook):
     ) -> list[SendResult]:
         """Send one template message per recipient, concurrently; never twice to a recipient.
 
-        Recipients the ledger already holds a SID for are not sent to again; those it shows in flight (an
-        earlier try died mid-send) are first looked up at Twilio. The ledger is written once before and
-        once after each chunk of ``4 x max_concurrency`` recipients. Results come back in input order.
+        Recipients the ledger shows as sent to (by this or any earlier try) are not sent to again, whatever
+        their variables are now; those it shows in flight (an earlier try died mid-send, or its record cannot
+        be read) are first looked up at Twilio. Each chunk of ``4 x max_concurrency`` recipients is recorded as
+        in flight (one ledger write) before any of its sends begins, and its SIDs after (one write). Results
+        come back in input order.
+
+        :param messages: one per recipient (E.164), with the variables for that recipient as text.
+        :param template_sid: the Content SID.
+        :param ledger: what earlier tries sent; a ledger of this call alone when omitted.
         """
         self.config.require_sender()
         return asyncio.run(self.asend_whatsapp_templates(messages, template_sid, ledger))
@@ -320,7 +339,7 @@ class TwilioHook(BaseHook):
         """:meth:`send_whatsapp_templates` for callers that run an event loop (triggers, async notifiers)."""
         config = await self.aget_config()
         config.require_sender()
-        ledger = ledger or SendLedger(config.auth_token, template_sid)
+        ledger = ledger or SendLedger(config.auth_token)
         queue_limit = SENDER_MESSAGES_PER_SECOND * QUEUE_HOURS * 3600
         if len(messages) > queue_limit:
             log.warning(
@@ -332,15 +351,25 @@ class TwilioHook(BaseHook):
                 QUEUE_HOURS,
             )
         results: dict[str, SendResult] = {}
-        pending: list[tuple[OutgoingMessage, tuple[float, float] | None]] = []
+        pending: list[_Pending] = []
+        changed = 0
         for outgoing in messages:
+            content = ledger.content(template_sid, outgoing.variables)
             previous = ledger.sent_message(outgoing.recipient)
             if previous:
-                results[outgoing.recipient] = SendResult(outgoing.recipient, previous, resumed=True)
+                sid, sent_content = previous
+                changed += bool(sent_content) and sent_content != content
+                results[outgoing.recipient] = SendResult(outgoing.recipient, sid, resumed=True)
             else:
-                pending.append((outgoing, ledger.in_flight(outgoing.recipient)))
-        if len(results):
+                pending.append(_Pending(outgoing, content, ledger.in_flight(outgoing.recipient)))
+        if results:
             log.info("%d recipients were sent to by an earlier try; not sending to them again.", len(results))
+        if changed:
+            log.warning(
+                "%d of them were sent other content (the template or their variables changed since): each keeps "
+                "the message it got. A new DAG run sends the new content.",
+                changed,
+            )
         claimed = {result.message_id for result in results.values() if result.message_id}
         chunk_size = 4 * config.max_concurrency
 
@@ -348,18 +377,16 @@ class TwilioHook(BaseHook):
             limiter = asyncio.Semaphore(config.max_concurrency)
             for start in range(0, len(pending), chunk_size):
                 chunk = pending[start : start + chunk_size]
-                ledger.begin([outgoing.recipient for outgoing, _in_flight in chunk], time.time())
+                ledger.begin([(item.outgoing.recipient, item.content) for item in chunk], time.time())
                 outcomes = await asyncio.gather(
-                    *(
-                        self._send_one(client, limiter, outgoing, template_sid, in_flight, claimed)
-                        for outgoing, in_flight in chunk
-                    )
+                    *(self._send_one(client, limiter, item, template_sid, claimed) for item in chunk)
                 )
                 for outcome in outcomes:
                     results[outcome.recipient] = outcome
                 ledger.record(
                     {o.recipient: o.message_id for o in outcomes if o.message_id},
                     finished=[o.recipient for o in outcomes if not (o.message_id or o.unresolved)],
+                    complete=start + chunk_size >= len(pending),
                 )
 
         if pending:
@@ -367,62 +394,57 @@ class TwilioHook(BaseHook):
         return [results[outgoing.recipient] for outgoing in messages]
 
     async def _send_one(
-        self,
-        client: Client,
-        limiter: asyncio.Semaphore,
-        outgoing: OutgoingMessage,
-        template_sid: str,
-        in_flight: tuple[float, float] | None,
-        claimed: set[str],
+        self, client: Client, limiter: asyncio.Semaphore, item: _Pending, template_sid: str, claimed: set[str]
     ) -> SendResult:
         config = self.config
-        to = f"{normalise.WHATSAPP_PREFIX}{outgoing.recipient}"
-        if in_flight is not None:
+        recipient = item.outgoing.recipient
+        to = f"{normalise.WHATSAPP_PREFIX}{recipient}"
+        if item.in_flight is not None:
             # Earlier tries were sending this when they died: only what they could have created counts.
-            first, latest = in_flight
+            first, latest = item.in_flight
             found = await self._find_created(client, limiter, to, first, claimed, latest + self._send_window())
-            if isinstance(found, _Failure):
-                return SendResult(outgoing.recipient, code="unknown_outcome", message=found.message, unresolved=True)
+            if isinstance(found, Failure):
+                return SendResult(recipient, code="unknown_outcome", message=found.message, unresolved=True)
             if found is not None:
-                return SendResult(outgoing.recipient, found.sid, found.status, resumed=True)
+                return SendResult(recipient, found.sid, found.status, resumed=True)
         params: dict[str, Any] = {"to": to, "content_sid": template_sid}
-        if outgoing.variables:
-            params["content_variables"] = json.dumps(outgoing.variables)
+        if item.outgoing.variables:
+            params["content_variables"] = json.dumps(item.outgoing.variables)
         if config.messaging_service_sid and not config.from_number:
             params["messaging_service_sid"] = config.messaging_service_sid
         else:
             params["from_"] = config.sender
-        failure: _Failure | None = None
-        for attempt in range(1, self.max_attempts + 1):
+
+        async def attempt() -> Any:
             started = time.time()
             outcome = await self._call(limiter, lambda: client.messages.create_async(**params))
-            if not isinstance(outcome, _Failure):
-                claimed.add(outcome.sid)
-                return SendResult(outgoing.recipient, outcome.sid, outcome.status)
-            failure = outcome
-            if outcome.ambiguous:
-                # Twilio may have created it: look before sending again.
-                await asyncio.sleep(min(self.backoff_seconds, 2.0))
-                found = await self._find_created(client, limiter, to, started, claimed)
-                if isinstance(found, _Failure):
-                    return SendResult(
-                        outgoing.recipient, code="unknown_outcome", message=found.message, unresolved=True
-                    )
-                if found is not None:
-                    return SendResult(outgoing.recipient, found.sid, found.status)
-            elif not outcome.throttled:
-                break
-            if attempt < self.max_attempts:
-                await asyncio.sleep(self._backoff(attempt))
-        assert failure is not None
-        code = "throttled" if failure.throttled else failure.code
-        return SendResult(outgoing.recipient, code=code, message=failure.message, unresolved=failure.ambiguous)
+            if not (isinstance(outcome, Failure) and outcome.ambiguous):
+                return outcome
+            # Twilio may have created it: look before sending again. A create that timed out may still be
+            # under way at Twilio, so give it time to land first.
+            await asyncio.sleep(self._settle_seconds() if outcome.code == "timeout" else min(self.backoff_seconds, 2.0))
+            found = await self._find_created(client, limiter, to, started, claimed)
+            if isinstance(found, Failure):
+                return Failure("unknown_outcome", found.message)
+            return outcome if found is None else found
+
+        outcome = await self.retry.run(attempt)
+        if isinstance(outcome, Failure):
+            unresolved = outcome.ambiguous or outcome.code == "unknown_outcome"
+            return SendResult(recipient, code=outcome.reported_code, message=outcome.message, unresolved=unresolved)
+        claimed.add(outcome.sid)
+        return SendResult(recipient, outcome.sid, outcome.status)
+
+    def _settle_seconds(self) -> float:
+        return min(self.timeout, SETTLE_SECONDS)
 
     def _send_window(self) -> float:
-        """How long after a chunk began its sends could still create messages: each recipient waits for at most
-        ``4`` rounds of the concurrency bound, each round at most every attempt's timeout and backoff."""
-        backoff = sum(self.backoff_seconds * 2 ** (attempt - 1) for attempt in range(1, self.max_attempts))
-        return 4 * (self.max_attempts * self.timeout + backoff) + CLOCK_SKEW_SECONDS
+        """How long after a chunk was recorded its sends could still create messages: each recipient waits for at
+        most ``4`` rounds of the concurrency bound, each round at most every attempt's timeout, settling time
+        and look-up, plus the backoffs."""
+        per_attempt = self.timeout + self._settle_seconds() + self.timeout
+        waits = self.retry.worst_case(0.0)
+        return 4 * (self.max_attempts * per_attempt + waits) + CLOCK_SKEW_SECONDS
 
     async def _find_created(
         self,
@@ -441,13 +463,9 @@ class TwilioHook(BaseHook):
             params["from_"] = config.sender
         threshold = dt.datetime.fromtimestamp(since - CLOCK_SKEW_SECONDS, dt.timezone.utc)
         deadline = dt.datetime.fromtimestamp(until, dt.timezone.utc) if until is not None else None
-        for attempt in range(1, self.max_attempts + 1):
-            listed = await self._call(limiter, lambda: client.messages.list_async(**params))
-            if not isinstance(listed, _Failure):
-                break
-            if not (listed.throttled or listed.ambiguous) or attempt == self.max_attempts:
-                return listed
-            await asyncio.sleep(self._backoff(attempt))
+        listed = await self._request(limiter, lambda: client.messages.list_async(**params))
+        if isinstance(listed, Failure):
+            return listed
         candidates = [
             message
             for message in listed
@@ -471,29 +489,21 @@ class TwilioHook(BaseHook):
         claimed.add(earliest.sid)
         return earliest
 
-    async def _call(self, limiter: asyncio.Semaphore, request: Callable[[], Awaitable[T]]) -> T | _Failure:
-        """One request within the concurrency bound, its failure classified instead of raised."""
-        import aiohttp
-        from twilio.base.exceptions import TwilioException
-
+    async def _call(self, limiter: asyncio.Semaphore, request: Callable[[], Awaitable[T]]) -> T | Failure:
+        """One request within the concurrency bound, its failure classified (:func:`classify`) instead of raised."""
         async with limiter:
             try:
                 # The async twilio client passes timeout=None to aiohttp, which disables every timeout.
                 return await asyncio.wait_for(request(), self.timeout)
-            except TwilioException as error:
-                status, code, message = twilio_error(error)
-                return _Failure(code or status or "error", message, status=status, ambiguous=(status or 500) >= 500)
-            except (asyncio.TimeoutError, TimeoutError):
-                return _Failure("timeout", f"no response within {self.timeout} s", ambiguous=True)
-            except ValueError as error:  # a 2xx answer that is not Twilio's JSON (a proxy's page, say)
-                return _Failure("invalid_response", f"Twilio's answer could not be read: {error}", ambiguous=True)
-            except aiohttp.ClientError as error:
-                return _Failure("connection_error", f"the connection failed: {type(error).__name__}", ambiguous=True)
+            except Exception as error:
+                failure = classify(error, self.timeout)
+                if failure is None:
+                    raise
+                return failure
 
-    def _backoff(self, attempt: int) -> float:
-        import random
-
-        return random.uniform(0, self.backoff_seconds * 2 ** (attempt - 1))
+    async def _request(self, limiter: asyncio.Semaphore, request: Callable[[], Awaitable[T]]) -> T | Failure:
+        """:meth:`_call` tried as the retry policy says (for reads, which are safe to repeat)."""
+        return await self.retry.run(lambda: self._call(limiter, request))
 
     def fetch_message_statuses(self, message_ids: Sequence[str]) -> dict[str, LookupResult]:
         """The status of each distinct message SID.
@@ -524,31 +534,25 @@ class TwilioHook(BaseHook):
     async def _list_recent(
         self, client: Client, limiter: asyncio.Semaphore, wanted: set[str], pages: int
     ) -> dict[str, LookupResult]:
-        """Statuses of the wanted SIDs among the account's newest messages (a failed page ends the scan)."""
+        """Statuses of the wanted SIDs among the account's newest messages (a page that fails ends the scan)."""
         found: dict[str, LookupResult] = {}
-        page: Any = await self._call(limiter, lambda: client.messages.page_async(page_size=LIST_PAGE))
+        page: Any = await self._request(limiter, lambda: client.messages.page_async(page_size=LIST_PAGE))
         for number in range(1, pages + 1):
-            if isinstance(page, _Failure) or page is None:
+            if isinstance(page, Failure) or page is None:
                 break
             for message in page:
                 if message.sid in wanted:
                     found[message.sid] = LookupResult(message.sid, details=message_details(message))
             if len(found) == len(wanted) or number == pages:
                 break
-            page = await self._call(limiter, page.next_page_async)
+            page = await self._request(limiter, page.next_page_async)
         return found
 
     async def _fetch_one(self, client: Client, limiter: asyncio.Semaphore, sid: str) -> LookupResult:
-        for attempt in range(1, self.max_attempts + 1):
-            outcome = await self._call(limiter, lambda: client.messages(sid).fetch_async())
-            if not isinstance(outcome, _Failure):
-                return LookupResult(sid, details=message_details(outcome))
-            if not (outcome.throttled or outcome.ambiguous) or attempt == self.max_attempts:
-                code = "throttled" if outcome.throttled else outcome.code
-                transient = outcome.throttled or outcome.ambiguous
-                return LookupResult(sid, code=code, message=outcome.message, transient=transient)
-            await asyncio.sleep(self._backoff(attempt))
-        raise AssertionError("unreachable")  # pragma: no cover
+        outcome = await self._request(limiter, lambda: client.messages(sid).fetch_async())
+        if isinstance(outcome, Failure):
+            return LookupResult(sid, code=outcome.reported_code, message=outcome.message, transient=outcome.transient)
+        return LookupResult(sid, details=message_details(outcome))
 
 
 def message_details(message: Any) -> dict[str, Any]:
@@ -565,30 +569,3 @@ def message_details(message: Any) -> dict[str, Any]:
         "error_message": message.error_message,
         "date_updated": updated.isoformat() if updated is not None else None,
     }
-
-
-def _clean(message: str | None) -> str:
-    """Twilio's message without the SDK's 'Unable to create record: ' prefix."""
-    text = (message or "").strip()
-    for prefix in ("Unable to create record: ", "Unable to fetch record: ", "Unable to fetch page: "):
-        text = text.removeprefix(prefix)
-    return text
-
-
-def twilio_error(error: Exception) -> tuple[int | None, int | None, str]:
-    """(HTTP status, Twilio code, message) of a twilio SDK error.
-
-    Single-resource calls raise TwilioRestException; list pages raise a plain TwilioException whose second
-    argument is the HTTP response, with Twilio's error body.
-    """
-    from twilio.base.exceptions import TwilioRestException
-
-    if isinstance(error, TwilioRestException):
-        return error.status, error.code, _clean(error.msg)
-    response = error.args[1] if len(error.args) > 1 else None
-    status = getattr(response, "status_code", None)
-    try:
-        body = json.loads(getattr(response, "text", "") or "{}")
-    except ValueError:
-        body = {}
-    return status, body.get("code"), str(body.get("message") or (error.args[0] if error.args else error))

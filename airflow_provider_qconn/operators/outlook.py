@@ -17,6 +17,7 @@ from airflow_provider_qconn import normalise
 from airflow_provider_qconn.exceptions import MeetingStateError, NonRetryableApiError
 from airflow_provider_qconn.hooks.msgraph import ITEM_NOT_FOUND, EventDetails, Meeting, MSGraphHook
 from airflow_provider_qconn.links.outlook import OutlookEventLink, TeamsMeetingLink
+from airflow_provider_qconn.task_instance import TaskInstanceIdentity
 
 CONTENT_TYPES = ("html", "text")
 #: The namespace of the transactionIds derived from task instances (a uuid5 of the task instance's identity).
@@ -26,9 +27,7 @@ NO_JOIN_URL_COMMENT = "This meeting was cancelled because Microsoft Teams could 
 
 def transaction_id(context: Context) -> str:
     """Graph's ``transactionId`` for this task instance: the same for every try, so a create is never repeated."""
-    ti = context["ti"]
-    identity = "\x1f".join(str(part) for part in (ti.dag_id, ti.task_id, ti.run_id, ti.map_index))
-    return str(uuid.uuid5(TRANSACTION_NAMESPACE, identity))
+    return str(uuid.uuid5(TRANSACTION_NAMESPACE, TaskInstanceIdentity.of(context).text))
 
 
 def _outputs(operator: _MeetingOperator, meeting: Meeting) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,7 +10,8 @@ from airflow.sdk import BaseOperator, Context
 from airflow_provider_qconn import normalise
 from airflow_provider_qconn.exceptions import InvalidParameterError, QconnError
 from airflow_provider_qconn.hooks.twilio import OutgoingMessage, TwilioHook
-from airflow_provider_qconn.ledger import SendLedger
+from airflow_provider_qconn.ledger import LedgerKey, LedgerStore, SendLedger, VariableStore, prune
+from airflow_provider_qconn.task_instance import TaskInstanceIdentity
 
 FAIL_ON = ("error", "partial", "never")
 
@@ -50,20 +50,13 @@ def _push(context: Context, outputs: dict[str, Any]) -> None:
         ti.xcom_push(key=key, value=value)
 
 
-def _ledger_variable(context: Context) -> str:
-    """The Airflow Variable that holds one task instance's send ledger (the same for all its tries)."""
-    ti = context["ti"]
-    identity = f"{ti.dag_id}\x1f{ti.task_id}\x1f{ti.run_id}\x1f{ti.map_index}"
-    return "qconn_whatsapp_ledger_" + hashlib.sha256(identity.encode()).hexdigest()[:32]
-
-
 class SendWhatsAppTemplateOperator(BaseOperator):
     """Send a WhatsApp template message (a Twilio Content template) to each recipient.
 
     Recipients are normalised to E.164 (``default_region`` for numbers written without ``+``) and sent to once
     each, concurrently. An unparseable number is reported in ``failed_recipients`` and not sent to. Retries are
-    safe: an Airflow Variable records what was sent, so a later try neither sends twice nor skips anyone; it is
-    removed when the task succeeds.
+    safe: an Airflow Variable records what this task instance sent (hashed), so no later try of it, a retry or a
+    clear, sends to a recipient twice, and none skips anyone; records are pruned 30 days after their last write.
 
     :param recipients: phone numbers, as a list or one string separated by ``,`` or ``;``.
     :param template_sid: the Content SID (``HX`` + 32 hex digits).
@@ -128,16 +121,8 @@ class SendWhatsAppTemplateOperator(BaseOperator):
             )
         hook = TwilioHook(self.twilio_conn_id)
         hook.config.require_sender()
-        from airflow.sdk import Variable
-
-        variable = _ledger_variable(context)
-        stored = Variable.get(variable, default=None)
-        ledger = SendLedger.from_json(
-            hook.config.auth_token,
-            template_sid,
-            stored,
-            save=lambda value: Variable.set(variable, value, description="qconn: WhatsApp send ledger (hashed)"),
-        )
+        store = self._ledger_store()
+        ledger = SendLedger.load(hook.config.auth_token, store, LedgerKey.of(TaskInstanceIdentity.of(context)))
         messages = [OutgoingMessage(number, variables) for number, variables in request.messages.items()]
         results = hook.send_whatsapp_templates(messages, template_sid, ledger=ledger)
         sent = [result for result in results if result.sent]
@@ -149,18 +134,31 @@ class SendWhatsAppTemplateOperator(BaseOperator):
             [result.message_id for result in sent], [result.recipient for result in sent], failed, errors
         )
         self.log.info(
-            "WhatsApp template %s: %s (%d sent, %d resumed from an earlier try, %d failed; %d ledger writes)",
+            "WhatsApp template %s: %s (%d sent, %d resumed from an earlier try, %d failed; %d writes to ledger %s)",
             template_sid,
             outputs["result"],
             len(sent),
             sum(result.resumed for result in sent),
             len(failed),
             ledger.writes,
+            ledger.key.name,
         )
-        finished = _finish(context, outputs, fail_on, ("Sent", "Error"))
-        if stored is not None or ledger.writes:
-            Variable.delete(variable)  # the task succeeded: a later run (or a clear) sends afresh
-        return finished
+        self._prune(store)
+        return _finish(context, outputs, fail_on, ("Sent", "Error"))
+
+    def _ledger_store(self) -> LedgerStore:
+        """Where the send ledger lives: Airflow Variables, which every worker and every later try can read."""
+        return VariableStore()
+
+    def _prune(self, store: LedgerStore) -> None:
+        """Delete other tasks' expired ledger records; never a reason to fail a send that went through."""
+        try:
+            deleted = prune(store)
+        except Exception as error:
+            self.log.warning("Old send ledger records could not be pruned: %s", type(error).__name__)
+            return
+        if deleted:
+            self.log.info("Pruned %d send ledger records older than the retention.", deleted)
 
     @staticmethod
     def _outputs(

@@ -10,11 +10,12 @@ import pytest
 
 from airflow_provider_qconn.exceptions import ConnectionConfigError, NonRetryableApiError
 from airflow_provider_qconn.hooks.twilio import OutgoingMessage, TwilioHook
-from airflow_provider_qconn.ledger import SendLedger
+from airflow_provider_qconn.ledger import LedgerKey, MemoryStore, SendLedger
 from airflow_provider_qconn.sandbox import seed
 from tests.contracts.validation import check_journal
 
 NUMBERS = [f"+5989912{index:04d}" for index in range(12)]
+KEY = LedgerKey("20260101", "run_task", -1)
 
 
 def outgoing(numbers, **variables) -> list[OutgoingMessage]:
@@ -114,27 +115,28 @@ class WorkerDied(BaseException):
     """Stands for the worker being killed: not an Exception, so nothing catches it."""
 
 
-def test_retry_after_a_kill_mid_batch_neither_duplicates_nor_skips(sandbox_env):
-    stored: dict[str, str] = {}
-    writes = []
+class DiesAtFourthWrite(MemoryStore):
+    """A store whose worker dies at its fourth write: after chunk 2 was sent, before its outcome was recorded."""
 
-    def save_then_die_at_fourth_write(value: str) -> None:
-        writes.append(value)
-        if len(writes) == 4:  # after chunk 2 was sent, before its outcome was recorded
+    writes = 0
+
+    def set(self, key: str, value: str) -> None:
+        self.writes += 1
+        if self.writes == 4:
             raise WorkerDied
-        stored["ledger"] = value
+        super().set(key, value)
 
+
+def test_retry_after_a_kill_mid_batch_neither_duplicates_nor_skips(sandbox_env):
+    store = DiesAtFourthWrite()
     hook = TwilioHook(backoff_seconds=0.01, max_concurrency=1)  # chunks of 4 recipients
     messages = outgoing(NUMBERS[:10])
-    ledger = SendLedger(seed.AUTH_TOKEN, seed.TEMPLATE_REMINDER, save=save_then_die_at_fourth_write)
     with pytest.raises(WorkerDied):
-        hook.send_whatsapp_templates(messages, seed.TEMPLATE_REMINDER, ledger=ledger)
+        hook.send_whatsapp_templates(messages, seed.TEMPLATE_REMINDER, ledger=SendLedger(seed.AUTH_TOKEN, store, KEY))
     assert len(sandbox_env.control.messages()) == 8
-    assert "+59899120000" not in stored["ledger"]  # hashed, never the number
+    assert "+59899120000" not in store.values[KEY.name]  # hashed, never the number
 
-    second_try = SendLedger.from_json(
-        seed.AUTH_TOKEN, seed.TEMPLATE_REMINDER, stored["ledger"], save=lambda value: stored.update(ledger=value)
-    )
+    second_try = SendLedger.load(seed.AUTH_TOKEN, store, KEY)
     results = TwilioHook(backoff_seconds=0.01, max_concurrency=1).send_whatsapp_templates(
         messages, seed.TEMPLATE_REMINDER, ledger=second_try
     )
@@ -147,14 +149,14 @@ def test_retry_after_a_kill_mid_batch_neither_duplicates_nor_skips(sandbox_env):
 def test_a_send_whose_last_answer_failed_stays_in_flight_for_the_next_try(sandbox_env):
     sandbox_env.control.add_fault(service="twilio", method="POST", status=503, phase="after", times=1)
     sandbox_env.control.add_fault(service="twilio", method="GET", status=400, times=1)  # the look-up fails too
-    stored: dict[str, str] = {}
-    ledger = SendLedger(seed.AUTH_TOKEN, seed.TEMPLATE_REMINDER, save=lambda value: stored.update(ledger=value))
+    store = MemoryStore()
+    ledger = SendLedger(seed.AUTH_TOKEN, store, KEY)
     hook = TwilioHook(backoff_seconds=0.01, max_attempts=2)
     [first] = hook.send_whatsapp_templates(outgoing(NUMBERS[:1]), seed.TEMPLATE_REMINDER, ledger=ledger)
     assert not first.sent and first.unresolved and first.code == "unknown_outcome"
     assert len(sandbox_env.control.messages()) == 1  # Twilio did create it
 
-    retry = SendLedger.from_json(seed.AUTH_TOKEN, seed.TEMPLATE_REMINDER, stored["ledger"])
+    retry = SendLedger.load(seed.AUTH_TOKEN, store, KEY)
     assert retry.in_flight(NUMBERS[0]) is not None
     [second] = TwilioHook(backoff_seconds=0.01).send_whatsapp_templates(
         outgoing(NUMBERS[:1]), seed.TEMPLATE_REMINDER, ledger=retry
@@ -167,8 +169,8 @@ def test_a_later_message_from_elsewhere_is_not_taken_for_ours(sandbox_env):
     # An earlier try marked the recipient in flight a minute ago and died before sending anything; since then
     # another DAG sent this number a message from the same sender.
     [foreign] = TwilioHook().send_whatsapp_templates(outgoing(NUMBERS[:1]), seed.TEMPLATE_ORDER)
-    ledger = SendLedger(seed.AUTH_TOKEN, seed.TEMPLATE_REMINDER)
-    ledger.begin([NUMBERS[0]], time.time() - 60)
+    ledger = SendLedger(seed.AUTH_TOKEN)
+    ledger.begin([(NUMBERS[0], "")], time.time() - 60)
     hook = TwilioHook(timeout=1, max_attempts=1, backoff_seconds=0.01)  # could only have sent for ~9 s
     [result] = hook.send_whatsapp_templates(outgoing(NUMBERS[:1]), seed.TEMPLATE_REMINDER, ledger=ledger)
     assert result.sent and result.message_id != foreign.message_id and not result.resumed
@@ -176,13 +178,13 @@ def test_a_later_message_from_elsewhere_is_not_taken_for_ours(sandbox_env):
 
 
 def test_ledger_writes_are_batched(sandbox_env):
-    ledger = SendLedger(seed.AUTH_TOKEN, seed.TEMPLATE_REMINDER)
+    ledger = SendLedger(seed.AUTH_TOKEN)
     TwilioHook(max_concurrency=4).send_whatsapp_templates(outgoing(NUMBERS), seed.TEMPLATE_REMINDER, ledger=ledger)
     assert ledger.writes == 2  # 12 recipients fit one chunk of 4 x 4: one write before, one after
 
 
 def test_a_sent_ledger_entry_is_not_sent_again(hook, sandbox_env):
-    ledger = SendLedger(seed.AUTH_TOKEN, seed.TEMPLATE_REMINDER)
+    ledger = SendLedger(seed.AUTH_TOKEN)
     first = hook.send_whatsapp_templates(outgoing(NUMBERS[:3]), seed.TEMPLATE_REMINDER, ledger=ledger)
     again = hook.send_whatsapp_templates(outgoing(NUMBERS[:3]), seed.TEMPLATE_REMINDER, ledger=ledger)
     assert [r.message_id for r in again] == [r.message_id for r in first]
@@ -261,3 +263,21 @@ def test_many_statuses_are_read_from_the_newest_page_and_the_rest_fetched(sandbo
         f"/2010-04-01/Accounts/{seed.ACCOUNT_SID}/Messages.json",
         f"/2010-04-01/Accounts/{seed.ACCOUNT_SID}/Messages/{unknown}.json",
     ]
+
+
+def test_twilios_retry_after_sets_the_wait_before_the_next_attempt(sandbox_env):
+    from airflow_provider_qconn.hooks.twilio_retry import RetryPolicy
+
+    waited: list[float | None] = []
+
+    class RecordingPolicy(RetryPolicy):
+        def wait(self, attempt, failure):
+            waited.append(failure.retry_after if failure else None)
+            return 0.0
+
+    sandbox_env.control.add_fault(service="twilio", method="POST", status=429, retry_after=7, times=1)
+    hook = TwilioHook()
+    hook.retry = RecordingPolicy()
+    [result] = hook.send_whatsapp_templates(outgoing(NUMBERS[:1]), seed.TEMPLATE_REMINDER)
+    assert result.sent and waited == [7.0]
+    assert len(creates(sandbox_env)) == 2

@@ -1,4 +1,7 @@
-"""The WhatsApp operators' execute() against the sandbox, with Airflow Variables kept in a dict between tries."""
+"""The WhatsApp operators' execute() against the sandbox, the send ledger kept in memory between tries.
+
+The ledger's real storage, Airflow Variables, is exercised in real task runs by tests/dags/test_send_ledger.py.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +13,20 @@ from typing import Any
 import pytest
 
 from airflow_provider_qconn.exceptions import InvalidParameterError, QconnError
+from airflow_provider_qconn.ledger import MemoryStore
 from airflow_provider_qconn.operators.whatsapp import GetMessageStatusOperator, SendWhatsAppTemplateOperator
 from airflow_provider_qconn.sandbox import seed
 
 NUMBERS = ["+59899120001", "+59899120002", "+59899120003", "+59899120004"]
+
+
+class MemoryLedgerSend(SendWhatsAppTemplateOperator):
+    """The send operator with its ledger in a dict that outlives a try, as the metadata DB does."""
+
+    store = MemoryStore()
+
+    def _ledger_store(self) -> MemoryStore:
+        return self.store
 
 
 class FakeTaskInstance:
@@ -29,35 +42,48 @@ class FakeTaskInstance:
 
 
 @pytest.fixture
-def variables(monkeypatch) -> dict[str, str]:
-    """Airflow Variables as a dict that outlives a try (as the metadata DB does)."""
-    from airflow.sdk import Variable
-
-    store: dict[str, str] = {}
-    monkeypatch.setattr(Variable, "get", staticmethod(lambda key, default=None: store.get(key, default)))
-    monkeypatch.setattr(
-        Variable, "set", staticmethod(lambda key, value, description=None: store.__setitem__(key, value))
-    )
-    monkeypatch.setattr(Variable, "delete", staticmethod(lambda key: store.pop(key)))
-    return store
+def variables() -> dict[str, str]:
+    """The ledger records, emptied for each test."""
+    MemoryLedgerSend.store = MemoryStore()
+    return MemoryLedgerSend.store.values
 
 
 def run(operator, ti: FakeTaskInstance | None = None) -> dict[str, Any]:
-    return operator.execute({"ti": ti or FakeTaskInstance()})
+    return operator.execute({"ti": ti or FakeTaskInstance(), "dag_run": None})
 
 
 def send_operator(**kwargs) -> SendWhatsAppTemplateOperator:
-    return SendWhatsAppTemplateOperator(task_id="send", template_sid=seed.TEMPLATE_REMINDER, **kwargs)
+    return MemoryLedgerSend(task_id="send", template_sid=seed.TEMPLATE_REMINDER, **kwargs)
 
 
-def test_send_returns_the_outputs_and_removes_its_ledger(sandbox_env, variables):
+def test_send_returns_the_outputs_and_keeps_a_complete_ledger(sandbox_env, variables):
     outputs = run(send_operator(recipients=NUMBERS[:2], template_variables={"1": "Ana", "2": True}))
     assert outputs["result"] == "Sent"
     assert outputs["sent_recipients"] == NUMBERS[:2]
     stored = {m["sid"]: m for m in sandbox_env.control.messages()}
     assert set(stored) == set(outputs["sent_message_ids"])
     assert json.loads(stored[outputs["sent_message_ids"][0]]["content_variables"]) == {"1": "Ana", "2": "true"}
-    assert variables == {}
+    [record] = [json.loads(value) for value in variables.values()]
+    assert record["state"] == "complete" and sorted(sid for sid, _ in record["sent"].values()) == sorted(stored)
+    assert not any(number in json.dumps(record) for number in NUMBERS)
+
+
+def test_a_later_try_after_success_sends_nothing_and_rebuilds_the_outputs(sandbox_env, variables):
+    operator = send_operator(recipients=NUMBERS[:3], template_variables={"1": "Ana"})
+    first = run(operator)
+    again = run(operator)
+    assert again == first
+    assert len(sandbox_env.control.messages()) == 3
+
+
+def test_a_later_try_with_changed_inputs_keeps_what_was_sent_and_sends_only_to_new_recipients(sandbox_env, variables):
+    first = run(send_operator(recipients=NUMBERS[:2], template_variables={"1": "Ana"}))
+    changed = run(send_operator(recipients=NUMBERS[:3], template_variables={"1": "Bruno"}))
+    assert changed["sent_recipients"] == NUMBERS[:3]
+    assert changed["sent_message_ids"][:2] == first["sent_message_ids"]
+    bodies = {m["to"]: m["content_variables"] for m in sandbox_env.control.messages()}
+    assert len(bodies) == 3 and json.loads(bodies[f"whatsapp:{NUMBERS[2]}"]) == {"1": "Bruno"}
+    assert json.loads(bodies[f"whatsapp:{NUMBERS[0]}"]) == {"1": "Ana"}
 
 
 def test_unparseable_and_refused_numbers_are_reported(sandbox_env, variables):
@@ -94,7 +120,7 @@ def test_fail_on_partial_pushes_then_fails_and_a_retry_sends_only_the_rest(sandb
     assert second["result"] == "Sent"
     assert second["sent_recipients"] == NUMBERS
     assert Counter(m["to"] for m in sandbox_env.control.messages()) == Counter(f"whatsapp:{n}" for n in NUMBERS)
-    assert variables == {}
+    assert len(variables) == 1
 
 
 def test_fail_on_error_fails_only_when_nothing_was_sent(sandbox_env, variables):

@@ -9,7 +9,6 @@ import pytest
 from airflow_provider_qconn.exceptions import ConnectionConfigError
 from airflow_provider_qconn.get_provider_info import TWILIO_CONN_FIELDS, get_provider_info
 from airflow_provider_qconn.hooks.twilio import DEFAULT_MAX_CONCURRENCY, TwilioHook
-from airflow_provider_qconn.ledger import SendLedger
 
 SID = "AC" + "a" * 32
 
@@ -74,26 +73,3 @@ def test_conn_fields_are_exactly_the_extras_the_hook_reads():
     assert twilio["hook-class-name"] == f"{TwilioHook.__module__}.{TwilioHook.__name__}"
     assert TwilioHook.conn_type == "qconn_twilio" and TwilioHook.default_conn_name == "qconn_twilio_default"
     assert set(TWILIO_CONN_FIELDS) == {"from_number", "messaging_service_sid", "base_url", "max_concurrency"}
-
-
-def test_ledger_keeps_hashes_not_numbers_and_ignores_another_template():
-    saved = []
-    ledger = SendLedger("secret", "HX1", save=saved.append)
-    ledger.begin(["+59899123456"], 100.0)
-    ledger.record({"+59899123456": "SM1"})
-    assert "+59899123456" not in saved[-1] and "59899123456" not in saved[-1]
-    assert SendLedger.from_json("secret", "HX1", saved[-1]).sent_message("+59899123456") == "SM1"
-    assert SendLedger.from_json("other-secret", "HX1", saved[-1]).sent_message("+59899123456") is None
-    assert SendLedger.from_json("secret", "HX2", saved[-1]).sent_message("+59899123456") is None
-    assert SendLedger.from_json("secret", "HX1", "not json").sent_message("+59899123456") is None
-    assert len(saved) == 2
-
-
-def test_ledger_keeps_when_the_first_and_the_latest_send_began():
-    ledger = SendLedger("secret", "HX1")
-    ledger.begin(["+59899123456"], 100.0)
-    ledger.begin(["+59899123456"], 250.0)  # a later try sent again after finding nothing
-    assert ledger.in_flight("+59899123456") == (100.0, 250.0)
-    ledger.record({}, finished=["+59899123456"])
-    assert ledger.in_flight("+59899123456") is None
-    assert ledger.writes == 3
