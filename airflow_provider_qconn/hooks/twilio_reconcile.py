@@ -23,7 +23,8 @@ trusts the position of a message in the listing:
   the template's defaults for the rest). The body is the field to compare because it is the only one of
   the Message resource that reflects what was sent: the resource has no ``content_sid`` and no variables. A
   candidate with an empty body is not ruled out: Twilio's guide to Content sends says the create response's
-  body is empty, so a message can be listed before its body is filled in.
+  body is empty when a Messaging Service sends the template, so a message can be listed before its body is
+  filled in.
 """
 
 from __future__ import annotations
