@@ -489,7 +489,8 @@ class TwilioHook(BaseHook):
                 if step is twilio_reconcile.Coverage.COMPLETE:
                     return None, pages
                 if step is twilio_reconcile.Coverage.OVER_BUDGET:
-                    message = f"over {pages * twilio_reconcile.PAGE_SIZE} messages to the recipient: not all were read"
+                    read = pages * twilio_reconcile.PAGE_SIZE
+                    message = f"more than {read:,} messages to the recipient from this sender: not all were read"
                     return _Failure("lookup_incomplete", message), pages
                 page = await self._retried(limiter, page.next_page_async)
             return page, pages
