@@ -6,19 +6,20 @@ The connection holds the Account SID (login), the Auth Token (password) and, as 
 
 Sending is retry-safe: every request follows one :class:`~airflow_provider_qconn.hooks.twilio_retry.RetryPolicy`
 (429/20429, never processed by Twilio, is retried after ``Retry-After`` or a jittered backoff); a timeout, a cut
-connection or a 5xx on a create is ambiguous, so the hook asks Twilio whether the message exists before sending
-again; and a :class:`~airflow_provider_qconn.ledger.SendLedger` lets a later Airflow try skip what an earlier
-one sent, and reconcile what it was sending when it died.
+connection or a 5xx on a create is ambiguous, so the hook asks Twilio whether the message exists (the
+recipient's listing from our sender read whatever its order, matched on ``date_created`` and the rendered body:
+see :mod:`~airflow_provider_qconn.hooks.twilio_reconcile`) before sending again; and a
+:class:`~airflow_provider_qconn.ledger.SendLedger` lets a later Airflow try skip what an earlier one sent, and
+reconcile what it was sending when it died.
 """
 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -27,6 +28,7 @@ from airflow.sdk import BaseHook
 
 from airflow_provider_qconn import normalise
 from airflow_provider_qconn.exceptions import ApiError, ConnectionConfigError, NonRetryableApiError
+from airflow_provider_qconn.hooks import twilio_reconcile
 from airflow_provider_qconn.hooks.common import ca_bundle, https_url, positive_int, ssl_context
 from airflow_provider_qconn.hooks.twilio_retry import Failure, RetryPolicy, classify, throttled_error, twilio_error
 from airflow_provider_qconn.ledger import SendLedger
@@ -402,7 +404,16 @@ class TwilioHook(BaseHook):
         if item.in_flight is not None:
             # Earlier tries were sending this when they died: only what they could have created counts.
             first, latest = item.in_flight
-            found = await self._find_created(client, limiter, to, first, claimed, latest + self._send_window())
+            found = await self._find_created(
+                client,
+                limiter,
+                to,
+                first,
+                claimed,
+                latest + self._send_window(),
+                template_sid=template_sid,
+                variables=item.outgoing.variables,
+            )
             if isinstance(found, Failure):
                 return SendResult(recipient, code="unknown_outcome", message=found.message, unresolved=True)
             if found is not None:
@@ -423,7 +434,9 @@ class TwilioHook(BaseHook):
             # Twilio may have created it: look before sending again. A create that timed out may still be
             # under way at Twilio, so give it time to land first.
             await asyncio.sleep(self._settle_seconds() if outcome.code == "timeout" else min(self.backoff_seconds, 2.0))
-            found = await self._find_created(client, limiter, to, started, claimed)
+            found = await self._find_created(
+                client, limiter, to, started, claimed, template_sid=template_sid, variables=item.outgoing.variables
+            )
             if isinstance(found, Failure):
                 return Failure("unknown_outcome", found.message)
             return outcome if found is None else found
@@ -454,40 +467,84 @@ class TwilioHook(BaseHook):
         since: float,
         claimed: set[str],
         until: float | None = None,
+        *,
+        template_sid: str,
+        variables: Mapping[str, str],
     ) -> Any:
-        """The message our earlier attempt created for ``to`` between ``since`` and ``until`` (newest first, by
-        To and From; the earliest match if several), or None."""
+        """The message an earlier attempt created for ``to`` between ``since`` and ``until`` from this template
+        and these variables, or None; a :class:`Failure` when Twilio could not be asked or its listing was too
+        long to be sure.
+
+        The rules (see :mod:`~airflow_provider_qconn.hooks.twilio_reconcile`): the recipient's whole listing from
+        our sender is read, since queued messages can be listed anywhere; when that took more than one request,
+        the messages sent since the window's first day are listed too (one sent while we paged moved behind us).
+        A match was created inside the window, is unclaimed, and carries our rendered template unless Twilio
+        recorded no body. The template is fetched only when a listed message falls inside the window.
+        """
         config = self.config
-        params: dict[str, Any] = {"to": to, "limit": 20, "page_size": 20}
-        if config.sender and not (config.messaging_service_sid and not config.from_number):
+        service = config.messaging_service_sid if config.messaging_service_sid and not config.from_number else None
+        params: dict[str, Any] = {"to": to, "page_size": twilio_reconcile.PAGE_SIZE}
+        if config.sender and service is None:
             params["from_"] = config.sender
-        threshold = dt.datetime.fromtimestamp(since - CLOCK_SKEW_SECONDS, dt.timezone.utc)
-        deadline = dt.datetime.fromtimestamp(until, dt.timezone.utc) if until is not None else None
-        listed = await self._request(limiter, lambda: client.messages.list_async(**params))
-        if isinstance(listed, Failure):
-            return listed
-        candidates = [
-            message
-            for message in listed
-            if message.sid not in claimed
-            and message.date_created is not None
-            and message.date_created >= threshold
-            and (deadline is None or message.date_created <= deadline)
-            and (
-                not config.messaging_service_sid
-                or config.from_number
-                or message.messaging_service_sid == config.messaging_service_sid
-            )
-        ]
-        if not candidates:
-            return None
-        earliest = min(candidates, key=lambda message: message.date_created)
-        if len(candidates) > 1:
-            log.warning(
-                "Found %d messages to one recipient since the send began; keeping the earliest.", len(candidates)
-            )
-        claimed.add(earliest.sid)
-        return earliest
+        window = twilio_reconcile.Window.between(since, until, CLOCK_SKEW_SECONDS)
+        expected: frozenset[str] | None = None
+
+        async def scan(listing: dict[str, Any]) -> tuple[Any, int]:
+            nonlocal expected
+            page: Any = await self._request(limiter, lambda: client.messages.page_async(**listing))
+            pages = 0
+            while not isinstance(page, Failure):
+                pages += 1
+                timed = twilio_reconcile.in_window(page, window, claimed, service)
+                if timed and expected is None:
+                    bodies = await self._expected_bodies(client, limiter, template_sid, variables)
+                    if isinstance(bodies, Failure):
+                        return bodies, pages
+                    expected = bodies
+                found = twilio_reconcile.matches(timed, expected or frozenset())
+                if found:
+                    if len(found) > 1:
+                        log.warning(
+                            "Found %d messages to one recipient from one send; keeping the earliest.", len(found)
+                        )
+                    return found[0], pages
+                step = twilio_reconcile.coverage(pages, page.next_page_url is not None)
+                if step is twilio_reconcile.Coverage.COMPLETE:
+                    return None, pages
+                if step is twilio_reconcile.Coverage.OVER_BUDGET:
+                    read = pages * twilio_reconcile.PAGE_SIZE
+                    message = f"more than {read:,} messages to the recipient from this sender: not all were read"
+                    return Failure("lookup_incomplete", message), pages
+                page = await self._request(limiter, page.next_page_async)
+            return page, pages
+
+        found, pages = await scan(params)
+        if found is None and twilio_reconcile.needs_sent_pass(pages):
+            found, _pages = await scan({**params, "date_sent_after": window.sent_since()})
+        if found is not None and not isinstance(found, Failure):
+            claimed.add(found.sid)
+        return found
+
+    @cached_property
+    def _template_fetches(self) -> dict[str, asyncio.Task[Any]]:
+        """Content templates fetched for look-ups, by SID: one request per template and event loop."""
+        return {}
+
+    async def _expected_bodies(
+        self, client: Client, limiter: asyncio.Semaphore, template_sid: str, variables: Mapping[str, str]
+    ) -> frozenset[str] | Failure:
+        """The bodies Twilio can have recorded for our send (the template fetched once, however many look-ups)."""
+        loop = asyncio.get_running_loop()
+        task = self._template_fetches.get(template_sid)
+        if task is None or task.get_loop() is not loop:
+            fetch = self._request(limiter, lambda: client.content.v1.contents(template_sid).fetch_async())
+            task = self._template_fetches[template_sid] = loop.create_task(fetch)
+        content = await task
+        if isinstance(content, Failure):
+            if self._template_fetches.get(template_sid) is task:
+                del self._template_fetches[template_sid]  # the next look-up asks again
+            return content
+        return twilio_reconcile.expected_bodies(content.types or {}, content.variables or {}, variables)
 
     async def _call(self, limiter: asyncio.Semaphore, request: Callable[[], Awaitable[T]]) -> T | Failure:
         """One request within the concurrency bound, its failure classified (:func:`classify`) instead of raised."""

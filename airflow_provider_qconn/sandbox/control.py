@@ -40,6 +40,8 @@ Send = Callable[[Message], Awaitable[None]]
 CONTROL_PREFIX = "/_sandbox"
 DEFAULT_SETTINGS: dict[str, Any] = {
     "twilio_max_concurrency": 100,
+    #: Where Twilio's message list puts messages without a date_sent ("first" or "last"): undocumented.
+    "twilio_unsent_placement": "first",
     "graph_mailbox_concurrency": 4,
     "latency": {},
 }
@@ -385,7 +387,10 @@ async def seed(request: Request) -> Response:
 async def settings(request: Request) -> Response:
     state = state_of(request)
     if request.method == "POST":
-        for key, value in (await _json(request)).items():
+        values = await _json(request)
+        if values.get("twilio_unsent_placement", "first") not in ("first", "last"):
+            return json_response({"error": "twilio_unsent_placement is 'first' or 'last'"}, status=400)
+        for key, value in values.items():
             state.set_setting(key, value)
     names = [row[0] for row in state.execute("SELECT key FROM settings ORDER BY key")]
     return json_response({name: state.get_setting(name) for name in names if name != "clock_offset"})

@@ -6,7 +6,9 @@
   21619 (no Body, MediaUrl or ContentSid), 21655 (unknown ContentSid), 21656 (bad ContentVariables),
   63007 (From is not a sender of the account), 21604/21603 (missing To/From), 20003 (authentication).
 - ``GET .../Messages/{Sid}.json`` (20404 when unknown) and ``GET .../Messages.json`` with ``To``, ``From``,
-  ``DateSent`` (and ``<``/``>``) filters, newest first, with ``PageSize``/``Page``/``PageToken`` paging.
+  ``DateSent`` (and ``<``/``>``) filters, sorted by ``date_sent``, most recent first, messages not sent yet
+  first or last (the ``twilio_unsent_placement`` setting), with ``PageSize`` (1 to 1,000), ``Page`` (a page
+  number) and ``PageToken`` paging.
 - Statuses advance with the sandbox clock: ``queued`` (``accepted`` via a Messaging Service) -> ``sent`` ->
   ``delivered`` -> ``read`` after the delays in the ``status_delays`` setting; seeded numbers end
   ``failed``/``undelivered`` with their error code, or stay ``sent``.
@@ -21,6 +23,7 @@ import base64
 import binascii
 import json
 import re
+import time
 import urllib.parse
 from typing import Any
 
@@ -134,12 +137,17 @@ def _timeline(state: State, message: dict[str, Any]) -> list[tuple[float, str]]:
     return steps
 
 
+def _sent_at(state: State, message: dict[str, Any], now: float) -> float | None:
+    """When the message reached ``sent`` (its ``date_sent``), or None while it has not."""
+    return next((when for when, step in _timeline(state, message) if step == "sent" and when <= now), None)
+
+
 def render_message(state: State, message: dict[str, Any], now: float | None = None) -> dict[str, Any]:
     """A message resource as Twilio returns it at the sandbox clock's current time."""
     now = state.now() if now is None else now
     reached = [(when, status) for when, status in _timeline(state, message) if when <= now]
     updated, status = reached[-1]
-    sent_at = next((when for when, step in reached if step == "sent"), None)
+    sent_at = _sent_at(state, message, now)
     fate = message.get("_fate") or {}
     failed = status in ("failed", "undelivered")
     public = {key: value for key, value in message.items() if not key.startswith("_")}
@@ -258,40 +266,80 @@ def _date_filter(value: str) -> str:
     return match.group(0)
 
 
+def _paging(params: Any) -> tuple[int, int, str | None]:
+    """(PageSize, Page, the SID a PageToken names) of a list request, validated.
+
+    The contract bounds PageSize to 1..1,000 (default 50). Twilio documents no answer to a size outside that: the
+    sandbox refuses it with Twilio's error shape (400, the code it gives any unusable paging parameter) rather
+    than clamping it silently, so a client asking for more than Twilio would give finds out here. ``Page`` is
+    "simply for client state" (the contract): a page number echoed back, never an offset; the position comes
+    from ``PageToken``, which only the API hands out (in ``next_page_uri``): like Twilio's (``PA`` + a SID), it
+    names the last message of the previous page, and the next page starts after wherever that message is now.
+    A page past the first without a token is refused as Twilio refused it to users listing their accounts:
+    400, 70002.
+    """
+    try:
+        page_size = int(params.get("PageSize", "50"))
+        page = int(params.get("Page", "0"))
+    except ValueError as error:
+        raise TwilioError(400, 20001, "Invalid paging parameter") from error
+    if not 1 <= page_size <= 1000:
+        raise TwilioError(400, 20001, f"PageSize must be between 1 and 1000, not {page_size}")
+    if page < 0:
+        raise TwilioError(400, 20001, f"Page must not be negative, not {page}")
+    token = params.get("PageToken")
+    if not token:
+        if page > 0:
+            raise TwilioError(400, 70002, "Paged requests must include a PageToken")
+        return page_size, page, None
+    match = re.fullmatch(r"PA(SM[0-9a-f]{32})", token)
+    if not match:
+        raise TwilioError(400, 20001, "Invalid PageToken")
+    return page_size, page, match.group(1)
+
+
+def _listing_order(state: State, messages: list[dict[str, Any]], now: float) -> list[dict[str, Any]]:
+    """Messages in the order Twilio lists them.
+
+    Twilio documents its message list as sorted by DateSent, most recent first; a message not sent yet has no
+    DateSent, and where such messages go is not documented. The ``twilio_unsent_placement`` setting puts them
+    ``"first"`` or ``"last"`` (newest created first among themselves), so clients can be tried against both.
+    """
+    sent: list[tuple[float, int, dict[str, Any]]] = []
+    unsent: list[tuple[float, int, dict[str, Any]]] = []
+    for message in messages:
+        sent_at = _sent_at(state, message, now)
+        if sent_at is None:
+            unsent.append((message["_created"], message["_seq"], message))
+        else:
+            sent.append((sent_at, message["_seq"], message))
+    newest_first = [m for *_, m in sorted(sent, key=lambda item: item[:2], reverse=True)]
+    unsent_first = [m for *_, m in sorted(unsent, key=lambda item: item[:2], reverse=True)]
+    placement = state.get_setting("twilio_unsent_placement", "first")
+    return unsent_first + newest_first if placement == "first" else newest_first + unsent_first
+
+
 @twilio_route
 async def list_messages(request: Request, state: State, account: dict[str, Any]) -> Response:
     params = request.query_params
-    try:
-        page_size = max(1, min(1000, int(params.get("PageSize", "50"))))
-        page = max(0, int(params.get("Page", "0")))
-    except ValueError as error:
-        raise TwilioError(400, 20001, "Invalid paging parameter") from error
-    sql = "SELECT doc FROM messages WHERE account_sid = ?"
+    page_size, page, after_sid = _paging(params)
+    sql = "SELECT seq, doc FROM messages WHERE account_sid = ?"
     args: list[Any] = [account["sid"]]
     for name, column in (("To", "to_addr"), ("From", "from_addr")):
         if params.get(name):
             sql += f" AND {column} = ?"
             args.append(params[name])
-    token = params.get("PageToken")
-    if token:
-        match = re.fullmatch(r"PASM(\d+)", token)
-        if not match:
-            raise TwilioError(400, 20001, "Invalid PageToken")
-        sql += " AND seq < ?"
-        args.append(int(match.group(1)))
     now = state.now()
-    messages = [render_message(state, m, now) for m in state.docs(sql + " ORDER BY seq DESC", args)]
+    stored = [{**json.loads(doc), "_seq": seq} for seq, doc in state.execute(sql, args)]
     exact, before, after = params.get("DateSent"), params.get("DateSent<"), params.get("DateSent>")
     if exact or before or after:
-        import email.utils
-
+        # The contract's filters compare dates (YYYY-MM-DD, GMT); a message without a DateSent never matches.
         def sent_day(message: dict[str, Any]) -> str | None:
-            if message["date_sent"] is None:
-                return None
-            return email.utils.parsedate_to_datetime(message["date_sent"]).strftime("%Y-%m-%d")
+            sent_at = _sent_at(state, message, now)
+            return None if sent_at is None else time.strftime("%Y-%m-%d", time.gmtime(sent_at))
 
         kept = []
-        for message in messages:
+        for message in stored:
             day = sent_day(message)
             if day is None:
                 continue
@@ -302,9 +350,15 @@ async def list_messages(request: Request, state: State, account: dict[str, Any])
             if after and day < _date_filter(after):
                 continue
             kept.append(message)
-        messages = kept
-    start = 0 if token else page * page_size
-    chunk = messages[start : start + page_size]
+        stored = kept
+    ordered = _listing_order(state, stored, now)
+    start = 0
+    if after_sid is not None:
+        sids = [message["sid"] for message in ordered]
+        if after_sid not in sids:
+            raise TwilioError(400, 20001, "Invalid PageToken")
+        start = sids.index(after_sid) + 1
+    chunk = ordered[start : start + page_size]
     path = request.url.path
     base_query = {k: v for k, v in params.items() if k not in ("Page", "PageToken", "PageSize")}
 
@@ -312,20 +366,18 @@ async def list_messages(request: Request, state: State, account: dict[str, Any])
         query = {**base_query, "PageSize": str(page_size), "Page": str(number), **(extra or {})}
         return f"{path}?{urllib.parse.urlencode(query)}"
 
-    more = len(messages) > start + page_size
-    last_seq = None
-    if more and chunk:
-        last_seq = state.execute("SELECT seq FROM messages WHERE sid = ?", (chunk[-1]["sid"],))[0][0]
+    more = len(ordered) > start + page_size
+    first_index = page * page_size  # Twilio's start/end count from the page number, not from the token
     body = {
-        "end": start + len(chunk) - 1 if chunk else 0,
+        "end": first_index + len(chunk) - 1 if chunk else 0,
         "first_page_uri": page_uri(0),
-        "messages": chunk,
-        "next_page_uri": page_uri(page + 1, {"PageToken": f"PASM{last_seq}"}) if last_seq else None,
+        "messages": [render_message(state, message, now) for message in chunk],
+        "next_page_uri": page_uri(page + 1, {"PageToken": f"PA{chunk[-1]['sid']}"}) if more else None,
         "page": page,
         "page_size": page_size,
         "previous_page_uri": page_uri(page - 1) if page > 0 else None,
-        "start": start,
-        "uri": f"{path}?{urllib.parse.urlencode({**base_query, 'PageSize': page_size, 'Page': page})}",
+        "start": first_index,
+        "uri": page_uri(page),
     }
     return json_response(body)
 

@@ -168,6 +168,8 @@ ERROR_CASES: dict[str, tuple[Callable[[Sandbox, httpx.Client], httpx.Response], 
         True,
     ),
     "list-with-bad-page-size": (lambda s, t: t.get(MESSAGES, params={"PageSize": "many"}), 400, 20001, False),
+    "list-with-page-size-over-1000": (lambda s, t: t.get(MESSAGES, params={"PageSize": 1001}), 400, 20001, False),
+    "list-page-past-the-first-without-token": (lambda s, t: t.get(MESSAGES, params={"Page": 1}), 400, 70002, True),
     "list-with-bad-page-token": (lambda s, t: t.get(MESSAGES, params={"PageToken": "nonsense"}), 400, 20001, True),
     "wrong-auth-token": (lambda s, t: t.get(MESSAGES, auth=_BAD_AUTH), 401, 20003, True),
     "no-credentials": (

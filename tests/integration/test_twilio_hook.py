@@ -95,11 +95,16 @@ def test_ambiguous_failure_after_create_is_reconciled_not_resent(sandbox_env, fa
     [result] = hook.send_whatsapp_templates(outgoing(NUMBERS[:1]), seed.TEMPLATE_REMINDER)
     assert result.sent
     assert [m["sid"] for m in sandbox_env.control.messages()] == [result.message_id]
-    # One create, one look-up (a slow answer is journaled when it ends, after the look-up).
+    # One create, one page of the look-up and the template it compares bodies with (a slow answer is
+    # journaled when it ends, after the look-up).
     deadline = time.monotonic() + 5
-    while len(sandbox_env.control.journal(service="twilio")) < 2 and time.monotonic() < deadline:
+    while len(sandbox_env.control.journal(service="twilio")) < 3 and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert Counter(e["method"] for e in sandbox_env.control.journal(service="twilio")) == {"POST": 1, "GET": 1}
+    paths = Counter(e["path"] for e in sandbox_env.control.journal(service="twilio"))
+    assert paths == {
+        f"/2010-04-01/Accounts/{seed.ACCOUNT_SID}/Messages.json": 2,
+        f"/v1/Content/{seed.TEMPLATE_REMINDER}": 1,
+    }
 
 
 def test_ambiguous_failure_before_create_is_resent_once(sandbox_env):

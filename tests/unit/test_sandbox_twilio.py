@@ -124,6 +124,85 @@ def test_list_filters_by_to_newest_first_and_pages(client):
     assert [m["sid"] for m in rest["messages"]] == [sids[0]] and rest["next_page_uri"] is None
 
 
+def listed_sids(client: TestClient, **params) -> list[str]:
+    """Every SID the list gives, following next_page_uri."""
+    page = client.get(MESSAGES, auth=AUTH, params=params).json()
+    sids = [m["sid"] for m in page["messages"]]
+    while page["next_page_uri"]:
+        page = client.get(page["next_page_uri"], auth=AUTH).json()
+        sids += [m["sid"] for m in page["messages"]]
+    return sids
+
+
+@pytest.mark.parametrize("placement", ["first", "last"])
+def test_list_is_sorted_by_date_sent_with_unsent_messages_where_the_setting_puts_them(client, placement):
+    client.post("/_sandbox/settings", json={"status_delays": {"sent": 30}, "twilio_unsent_placement": placement})
+    early = send(client)[1]["sid"]
+    client.post("/_sandbox/clock", json={"advance": 10})
+    late = send(client)[1]["sid"]
+    client.post("/_sandbox/clock", json={"advance": 25})  # early sent at +30, late not yet (it will at +40)
+    unsent = [send(client)[1]["sid"] for _ in range(2)]
+    client.post("/_sandbox/clock", json={"advance": 10})  # now late is sent too: after early, so listed before
+    sent_newest_first = [late, early]
+    unsent_newest_first = unsent[::-1]
+    expected = (
+        unsent_newest_first + sent_newest_first if placement == "first" else sent_newest_first + unsent_newest_first
+    )
+    assert listed_sids(client, PageSize=1) == expected
+    assert listed_sids(client) == expected
+
+
+def test_a_message_sent_between_two_pages_moves_to_the_top_of_the_sent_ones(client):
+    client.post("/_sandbox/settings", json={"status_delays": {"sent": 30}, "twilio_unsent_placement": "last"})
+    older = send(client)[1]["sid"]
+    client.post("/_sandbox/clock", json={"advance": 40})
+    ours = send(client)[1]["sid"]
+    first = client.get(MESSAGES, auth=AUTH, params={"PageSize": 1}).json()
+    assert [m["sid"] for m in first["messages"]] == [older]
+    client.post("/_sandbox/clock", json={"advance": 40})  # ours is sent now: listed first, before the token
+    second = client.get(first["next_page_uri"], auth=AUTH).json()
+    assert second["messages"] == [] and second["next_page_uri"] is None
+    assert listed_sids(client) == [ours, older]
+
+
+@pytest.mark.parametrize("size", [0, 1001, -5])
+def test_page_size_outside_1_to_1000_is_refused_not_clamped(client, size):
+    response = client.get(MESSAGES, auth=AUTH, params={"PageSize": size})
+    assert response.status_code == 400
+    assert set(response.json()) == {"code", "message", "more_info", "status"}
+    assert response.json()["code"] == 20001 and str(size) in response.json()["message"]
+
+
+def test_page_sizes_at_the_bounds_are_served(client):
+    sids = [send(client)[1]["sid"] for _ in range(3)]
+    assert len(client.get(MESSAGES, auth=AUTH, params={"PageSize": 1}).json()["messages"]) == 1
+    page = client.get(MESSAGES, auth=AUTH, params={"PageSize": 1000}).json()
+    assert [m["sid"] for m in page["messages"]] == sids[::-1] and page["next_page_uri"] is None
+
+
+def test_page_is_a_page_number_and_the_token_is_the_position(client):
+    sids = [send(client)[1]["sid"] for _ in range(5)][::-1]
+    first = client.get(MESSAGES, auth=AUTH, params={"PageSize": 2}).json()
+    assert (first["page"], first["start"], first["end"]) == (0, 0, 1)
+    assert "Page=1" in first["next_page_uri"] and f"PageToken=PA{sids[1]}" in first["next_page_uri"]
+    second = client.get(first["next_page_uri"], auth=AUTH).json()
+    assert [m["sid"] for m in second["messages"]] == sids[2:4]
+    assert (second["page"], second["start"], second["end"]) == (1, 2, 3)
+    assert second["previous_page_uri"] and "Page=0" in second["previous_page_uri"]
+    third = client.get(second["next_page_uri"], auth=AUTH).json()
+    assert [m["sid"] for m in third["messages"]] == sids[4:] and (third["page"], third["start"]) == (2, 4)
+    assert third["next_page_uri"] is None
+    # Page alone is client state, not a position: without the API's token it is refused, as Twilio does.
+    refused = client.get(MESSAGES, auth=AUTH, params={"PageSize": 2, "Page": 1})
+    assert refused.status_code == 400 and refused.json()["code"] == 70002
+
+
+def test_unsent_placement_setting_takes_only_first_or_last(client):
+    response = client.post("/_sandbox/settings", json={"twilio_unsent_placement": "middle"})
+    assert response.status_code == 400
+    assert client.get("/_sandbox/settings").json()["twilio_unsent_placement"] == "first"
+
+
 def test_date_sent_filter_skips_messages_not_sent_yet(client):
     send(client)
     today = client.get(MESSAGES, auth=AUTH).json()["messages"][0]
