@@ -20,7 +20,7 @@ from airflow_provider_qconn.hooks.msgraph.credentials import (
     build_credential,
     requests_session,
 )
-from airflow_provider_qconn.hooks.msgraph.errors import GRAPH, IDENTITY, ITEM_NOT_FOUND
+from airflow_provider_qconn.hooks.msgraph.errors import DUPLICATE_TRANSACTION_ID, GRAPH, IDENTITY, ITEM_NOT_FOUND
 from airflow_provider_qconn.hooks.msgraph.events import (
     EventDetails,
     Meeting,
@@ -38,6 +38,7 @@ __all__ = [
     "APP_ONLY_AUTH_TYPES",
     "AUTH_MODES",
     "AUTH_TYPES",
+    "DUPLICATE_TRANSACTION_ID",
     "GRAPH",
     "IDENTITY",
     "ITEM_NOT_FOUND",

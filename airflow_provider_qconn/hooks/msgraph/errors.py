@@ -21,6 +21,9 @@ GRAPH = "Microsoft Graph"
 IDENTITY = "Microsoft identity platform"
 #: Graph's codes for an event that does not exist (the docs list both spellings).
 ITEM_NOT_FOUND = ("ErrorItemNotFound", "itemNotFound")
+#: Graph's code for a create whose transactionId was already used for an event with another payload (client code
+#: written against Graph reports it with 400, some with 409).
+DUPLICATE_TRANSACTION_ID = "ErrorDuplicateTransactionId"
 RETRIED_BY_KIOTA = (429, 503, 504)
 _AADSTS = re.compile(r"AADSTS(\d+):?\s*(.*?)(?:\s+Trace ID:|\r|\n|$)", re.DOTALL)
 _TRANSIENT_OAUTH_ERRORS = ("temporarily_unavailable", "server_error")
@@ -54,6 +57,11 @@ def graph_error(response: httpx.Response, settings: GraphSettings, meeting_id: s
         explanation = (
             f"meeting {meeting_id!r} was not found in {settings.mailbox}: it was deleted or cancelled, or it "
             "belongs to another mailbox."
+        )
+    elif code == DUPLICATE_TRANSACTION_ID:
+        explanation = (
+            f"the transactionId was already used in {settings.mailbox} to create an event with other details, and "
+            f"Graph creates one event per transactionId: the new details were not applied. (Graph: {message})"
         )
     elif status == 404 and code == "ErrorInvalidUser":
         explanation = f"the mailbox {settings.mailbox!r} does not exist (check extra 'user_id'): {message}"

@@ -8,7 +8,7 @@ import html
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from airflow_provider_qconn.normalise import EmailAddress
 
@@ -33,6 +33,16 @@ class EventDetails:
 @dataclass(frozen=True)
 class Meeting:
     """What Graph says about an event after a create or an update."""
+
+    #: The event properties it is read from.
+    GRAPH_PROPERTIES: ClassVar[tuple[str, ...]] = (
+        "id",
+        "webLink",
+        "onlineMeeting",
+        "iCalUId",
+        "isCancelled",
+        "isOnlineMeeting",
+    )
 
     id: str
     web_link: str | None

@@ -180,12 +180,39 @@ class MSGraphHook(BaseHook):
     # --- calendar calls ---------------------------------------------------------------------------------------------
 
     def create_event(self, details: EventDetails, transaction_id: str) -> Meeting:
-        """``POST .../events``; Graph returns the earlier event instead when ``transaction_id`` was seen before."""
+        """``POST .../events``; Graph returns the earlier event instead when ``transaction_id`` was seen before.
+
+        :param details: the event's properties.
+        :param transaction_id: the create's idempotency key, the same for every attempt to create this event.
+            Reused with other details it is refused (NonRetryableApiError with code
+            ``ErrorDuplicateTransactionId``): :meth:`find_event` reads the event it created.
+        """
         self.log.info("Creating an event in %s (transactionId %s)", self.settings.mailbox, transaction_id)
         request = self._events().to_post_request_information(
             event_model(details, transaction_id=transaction_id), self._configuration()
         )
         return Meeting.from_graph(self._run(self._send(request)))
+
+    def find_event(self, transaction_id: str) -> Meeting | None:
+        """The event created with ``transaction_id`` (``GET .../events?$filter=transactionId eq '...'``).
+
+        :param transaction_id: the transactionId the event was created with.
+
+        Returns None when the calendar holds no such event (it was cancelled, which moves it to Deleted Items, or
+        deleted).
+        """
+        _load_sdk()
+        from msgraph.generated.users.item.events.events_request_builder import EventsRequestBuilder
+
+        quoted = transaction_id.replace("'", "''")
+        configuration = self._configuration(
+            EventsRequestBuilder.EventsRequestBuilderGetQueryParameters(
+                filter=f"transactionId eq '{quoted}'", select=list(Meeting.GRAPH_PROPERTIES), top=1
+            )
+        )
+        found = self._run(self._send(self._events().to_get_request_information(configuration)))
+        events = (found or {}).get("value") or []
+        return Meeting.from_graph(events[0]) if events else None
 
     def get_event(self, meeting_id: str, select: tuple[str, ...] = ()) -> dict[str, Any]:
         """``GET .../events/{id}`` as Graph's JSON (only the ``select``-ed properties when given)."""
