@@ -364,6 +364,34 @@ def test_429_with_retry_after_is_retried(sandbox_env: Sandbox) -> None:
     assert event["immutableId"] == result["meeting_id"]
 
 
+def test_a_create_answered_503_after_it_took_effect_is_replayed_into_the_same_event(sandbox_env: Sandbox) -> None:
+    sandbox_env.control.add_fault(
+        service="graph", method="POST", path=EVENTS_PATH, status=503, retry_after=0, phase="after", times=1
+    )
+
+    result = schedule().execute(context())
+
+    assert [(e["method"], e["status"]) for e in graph_requests(sandbox_env)] == [("POST", 503), ("POST", 201)]
+    (event,) = sandbox_env.control.mailbox_events(seed.ORGANIZER)  # the transactionId made the replay harmless
+    assert event["immutableId"] == result["meeting_id"]
+
+
+def test_persistent_unavailability_ends_in_a_retryable_error_after_the_policys_attempts(
+    sandbox_env: Sandbox,
+) -> None:
+    from airflow_provider_qconn.hooks.msgraph.retry import ATTEMPTS
+
+    sandbox_env.control.add_fault(service="graph", method="PATCH", status=503, retry_after=0)
+
+    with pytest.raises(ApiError) as caught:
+        UpdateMeetingOperator(task_id="update", meeting_id="AAk", subject="x").execute(context())
+
+    assert not isinstance(caught.value, NonRetryableApiError)
+    assert "still refused after the client's retries" in str(caught.value)
+    assert [e["status"] for e in graph_requests(sandbox_env)] == [503] * ATTEMPTS
+    assert "retry-attempt" not in {name.lower() for e in graph_requests(sandbox_env) for name in e["headers"]}
+
+
 def test_an_expired_token_401_is_not_retried(sandbox_env: Sandbox) -> None:
     sandbox_env.control.settings(access_token_lifetime=400)  # the hook keeps a token with more than 300 s left
     hook = MSGraphHook()

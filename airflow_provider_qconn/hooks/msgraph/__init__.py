@@ -4,6 +4,7 @@
 - :mod:`.credentials`: the auth modes, one row each of :data:`AUTH_MODES`, and their token credentials;
 - :mod:`.events`: what operators send and get back, the request body, the Teams block;
 - :mod:`.errors`: Graph's and the identity platform's refusals as the provider's errors;
+- :mod:`.retry`: the one retry policy (what is transient, backoff, attempts);
 - :mod:`.hook`: the client and the calendar calls.
 
 Nothing here imports msgraph-sdk, azure-identity or MSAL at module level: parsing a DAG stays cheap.

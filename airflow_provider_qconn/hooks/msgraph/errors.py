@@ -1,7 +1,8 @@
 """Graph's and the identity platform's refusals as the provider's errors, each saying what to do about it.
 
 Which class an error gets decides whether Airflow retries the task: :class:`ApiError` for a failure a later try
-can fix (throttling, an outage, an unreachable host), :class:`NonRetryableApiError` for one it cannot.
+can fix (throttling, an outage, an unreachable host), :class:`NonRetryableApiError` for one it cannot; what
+counts as transient is decided in :mod:`.retry`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import re
 from typing import TYPE_CHECKING
 
 from airflow_provider_qconn.exceptions import ApiError, NonRetryableApiError
+from airflow_provider_qconn.hooks.msgraph.retry import TRANSIENT_OAUTH_ERRORS, replayable, transient_status
 
 if TYPE_CHECKING:
     import httpx
@@ -24,9 +26,7 @@ ITEM_NOT_FOUND = ("ErrorItemNotFound", "itemNotFound")
 #: Graph's code for a create whose transactionId was already used for an event with another payload (client code
 #: written against Graph reports it with 400, some with 409).
 DUPLICATE_TRANSACTION_ID = "ErrorDuplicateTransactionId"
-RETRIED_BY_KIOTA = (429, 503, 504)
 _AADSTS = re.compile(r"AADSTS(\d+):?\s*(.*?)(?:\s+Trace ID:|\r|\n|$)", re.DOTALL)
-_TRANSIENT_OAUTH_ERRORS = ("temporarily_unavailable", "server_error")
 
 
 def graph_error(response: httpx.Response, settings: GraphSettings, meeting_id: str | None) -> ApiError:
@@ -70,12 +70,12 @@ def graph_error(response: httpx.Response, settings: GraphSettings, meeting_id: s
             f"only the organizer can cancel a meeting, and {settings.mailbox} holds an attendee's copy of "
             f"meeting {meeting_id!r}. Use a connection for the organizer's mailbox. (Graph: {message})"
         )
-    elif status in RETRIED_BY_KIOTA:
+    elif replayable(status):
         explanation = (
             f"Graph is {'throttling' if status == 429 else 'unavailable'} and still refused after the client's "
             f"retries (which honour Retry-After): {message} A later task try can repeat the call safely."
         )
-    if status >= 500 or status in RETRIED_BY_KIOTA:
+    if transient_status(status):
         return ApiError(GRAPH, status, code, explanation, request_id=request_id)
     return NonRetryableApiError(GRAPH, status, code, explanation, request_id=request_id)
 
@@ -86,7 +86,7 @@ def identity_error(error: str | None, codes: list[int], description: str, hint: 
     code = f"AADSTS{codes[0]}" if codes else (f"AADSTS{found.group(1)}" if found else error)
     detail = (found.group(2) if found else description).strip() or str(error)
     message = f"{hint}. ({detail})" if hint else f"the token request was refused ({error}): {detail}"
-    if error in _TRANSIENT_OAUTH_ERRORS:
+    if error in TRANSIENT_OAUTH_ERRORS:
         return ApiError(IDENTITY, None, code, message)
     return NonRetryableApiError(IDENTITY, None, code, message)
 
@@ -107,6 +107,6 @@ def credential_error(error: Exception) -> ApiError:
     code = f"AADSTS{found.group(1)}" if found else None
     detail = found.group(2).strip() if found else text.splitlines()[0]
     message = f"could not get an access token: {detail}"
-    if status is not None and status >= 500:
+    if transient_status(status):
         return ApiError(IDENTITY, status, code, message)
     return NonRetryableApiError(IDENTITY, status, code, message)

@@ -1,7 +1,8 @@
 """MSGraphHook: a msgraph-sdk client for one mailbox of a connection, and the calendar calls.
 
 Requests are built with msgraph-sdk's request builders and typed models and sent through its request adapter
-(kiota's middleware: retries of 429/503/504 honouring ``Retry-After``, redirects, the ``/me`` URL fix-up).
+(kiota's middleware: redirects, the ``/me`` URL fix-up), under the retry policy of :mod:`.retry` (429/503/504
+replayed, honouring ``Retry-After``; kiota's own RetryHandler is turned off).
 Responses are read as JSON, without the SDK's typed-model parse: its first use in a process imports about 1,200
 modules and costs about 2 s (measured by bench/outlook_overhead.py, see docs/outlook.md), for the four fields a
 task needs.
@@ -17,9 +18,8 @@ import concurrent.futures
 import functools
 import importlib
 import json
-import time
 import warnings
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -28,6 +28,7 @@ from airflow.sdk import BaseHook
 
 from airflow_provider_qconn.exceptions import ApiError, NonRetryableApiError, QconnError
 from airflow_provider_qconn.hooks.common import ssl_context
+from airflow_provider_qconn.hooks.msgraph import retry
 from airflow_provider_qconn.hooks.msgraph.credentials import build_credential
 from airflow_provider_qconn.hooks.msgraph.errors import (
     GRAPH,
@@ -54,7 +55,6 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 _PREFER_IMMUTABLE_IDS = 'IdType="ImmutableId"'
-CANCEL_ATTEMPTS = 3
 #: The generated modules the hook uses (imported once, quietly: see _load_sdk).
 _SDK_MODULES = (
     "kiota_abstractions.base_request_configuration",
@@ -215,15 +215,12 @@ class MSGraphHook(BaseHook):
         return Meeting.from_graph(events[0]) if events else None
 
     def get_event(self, meeting_id: str, select: tuple[str, ...] = ()) -> dict[str, Any]:
-        """``GET .../events/{id}`` as Graph's JSON (only the ``select``-ed properties when given)."""
-        _load_sdk()
-        from msgraph.generated.users.item.events.item.event_item_request_builder import EventItemRequestBuilder
+        """``GET .../events/{id}`` as Graph's JSON (only the ``select``-ed properties when given).
 
-        configuration = self._configuration(
-            EventItemRequestBuilder.EventItemRequestBuilderGetQueryParameters(select=list(select) or None)
-        )
-        request = self._events().by_event_id(meeting_id).to_get_request_information(configuration)
-        return self._run(self._send(request, meeting_id=meeting_id))
+        :param meeting_id: the Graph event id.
+        :param select: the properties to read (all when empty).
+        """
+        return self._run(self._get(meeting_id, select))
 
     def update_event(self, meeting_id: str, details: EventDetails) -> Meeting:
         """``PATCH .../events/{id}`` with the given properties only.
@@ -255,48 +252,45 @@ class MSGraphHook(BaseHook):
     def cancel_event(self, meeting_id: str, comment: str | None = None, *, missing_ok: bool = False) -> bool:
         """``POST .../events/{id}/cancel``: the organizer cancels the meeting and attendees get ``comment``.
 
-        Returns False when the event is not found and ``missing_ok`` is set (deleted, or already cancelled).
+        :param meeting_id: the Graph event id.
+        :param comment: the message sent to the attendees with the cancellation.
+        :param missing_ok: return False instead of failing when the event is not found (deleted, or already
+            cancelled).
+
+        A cancel is not idempotent (a replay of one that went through answers 404), so it is not replayed
+        blindly: before a replay the event is read, and found cancelled it counts as done. A 429 was not
+        processed and is replayed without that read.
         """
-        from kiota_http.middleware.options import RetryHandlerOption
         from msgraph.generated.users.item.events.item.cancel.cancel_post_request_body import CancelPostRequestBody
 
         self.log.info("Cancelling event %s in %s", meeting_id, self.settings.mailbox)
-        for attempt in range(1, CANCEL_ATTEMPTS + 1):
-            request = (
-                self._events()
-                .by_event_id(meeting_id)
-                .cancel.to_post_request_information(CancelPostRequestBody(comment=comment), self._configuration())
-            )
-            # A cancel is not idempotent: the client must not replay it blindly (a replay of one that went through
-            # answers 404). 429s were not processed and are retried here; other failures are checked first.
-            request.add_request_options([RetryHandlerOption(max_retries=0)])
-            try:
-                self._run(self._send(request, meeting_id=meeting_id))
-                return True
-            except NonRetryableApiError as error:
-                if missing_ok and error.status == 404 and error.code in ITEM_NOT_FOUND:
-                    self.log.info(
-                        "Event %s was not found (deleted or already cancelled): nothing to cancel", meeting_id
-                    )
-                    return False
-                raise
-            except ApiError as error:
-                if attempt == CANCEL_ATTEMPTS:
-                    raise
-                if error.status != 429 and self.is_cancelled(meeting_id):
-                    self.log.info(
-                        "Event %s is cancelled: the cancel went through although its answer failed", meeting_id
-                    )
-                    return True
-                time.sleep(2 ** (attempt - 1))
-        raise AssertionError("unreachable")  # pragma: no cover
+        request = (
+            self._events()
+            .by_event_id(meeting_id)
+            .cancel.to_post_request_information(CancelPostRequestBody(comment=comment), self._configuration())
+        )
+
+        async def took_effect(response: httpx.Response) -> bool:
+            if response.status_code == 429 or not await self._cancelled(meeting_id):
+                return False
+            self.log.info("Event %s is cancelled: the cancel went through although its answer failed", meeting_id)
+            return True
+
+        try:
+            self._run(self._send(request, meeting_id=meeting_id, settled=took_effect))
+        except NonRetryableApiError as error:
+            if missing_ok and error.status == 404 and error.code in ITEM_NOT_FOUND:
+                self.log.info("Event %s was not found (deleted or already cancelled): nothing to cancel", meeting_id)
+                return False
+            raise
+        return True
 
     def is_cancelled(self, meeting_id: str) -> bool:
-        """Whether the event exists and is cancelled (False when it cannot be read)."""
-        try:
-            return bool(self.get_event(meeting_id, select=("isCancelled",)).get("isCancelled"))
-        except ApiError:
-            return False
+        """Whether the event exists and is cancelled (False when it cannot be read).
+
+        :param meeting_id: the Graph event id.
+        """
+        return self._run(self._cancelled(meeting_id))
 
     def test_connection(self) -> tuple[bool, str]:
         """Read one event id from the mailbox: proves the credentials, the permission and the mailbox."""
@@ -330,25 +324,66 @@ class MSGraphHook(BaseHook):
         configuration.headers.add("Prefer", _PREFER_IMMUTABLE_IDS)
         return configuration
 
-    async def _send(self, request: RequestInformation, meeting_id: str | None = None) -> Any:
-        """Send through the request adapter (and its middleware); Graph's JSON back, or our error."""
+    async def _get(self, meeting_id: str, select: tuple[str, ...] = ()) -> dict[str, Any]:
+        _load_sdk()
+        from msgraph.generated.users.item.events.item.event_item_request_builder import EventItemRequestBuilder
+
+        configuration = self._configuration(
+            EventItemRequestBuilder.EventItemRequestBuilderGetQueryParameters(select=list(select) or None)
+        )
+        request = self._events().by_event_id(meeting_id).to_get_request_information(configuration)
+        return await self._send(request, meeting_id=meeting_id)
+
+    async def _cancelled(self, meeting_id: str) -> bool:
+        try:
+            return bool((await self._get(meeting_id, ("isCancelled",))).get("isCancelled"))
+        except ApiError:
+            return False
+
+    async def _send(
+        self,
+        request: RequestInformation,
+        meeting_id: str | None = None,
+        settled: Callable[[httpx.Response], Awaitable[bool]] | None = None,
+    ) -> Any:
+        """Send through the request adapter under the retry policy (:mod:`.retry`); Graph's JSON back, or our
+        error.
+
+        ``settled`` is asked, before a replay, whether the request took effect although its answer failed: if
+        so nothing is replayed and None is returned. Without it, a replayable answer is replayed as is.
+        """
+        from kiota_abstractions.native_response_handler import NativeResponseHandler
+        from kiota_http.middleware.options import ResponseHandlerOption, RetryHandlerOption
+
+        # The policy in retry.py decides every replay: kiota's RetryHandler must not replay on its own.
+        request.add_request_options([ResponseHandlerOption(NativeResponseHandler()), RetryHandlerOption(max_retries=0)])
+        try:
+            async for attempt in retry.attempts():
+                with attempt:
+                    response = await self._send_once(request)
+                    if retry.replayable(response.status_code):
+                        if settled is not None and await settled(response):
+                            return None
+                        raise retry.Replay(response)
+        except retry.Replay as last:
+            response = last.response
+        if response.status_code >= 400:
+            raise self._graph_error(response, meeting_id)
+        return json.loads(response.content) if response.content else None
+
+    async def _send_once(self, request: RequestInformation) -> httpx.Response:
+        """One attempt: the raw answer, or our error for a failure to sign in or to reach Graph."""
         import httpx
         from azure.core.exceptions import ClientAuthenticationError, ServiceRequestError
-        from kiota_abstractions.native_response_handler import NativeResponseHandler
-        from kiota_http.middleware.options import ResponseHandlerOption
 
-        request.add_request_options([ResponseHandlerOption(NativeResponseHandler())])
         try:
-            response = await self.client.request_adapter.send_primitive_async(request, "bytes", None)
+            return await self.client.request_adapter.send_primitive_async(request, "bytes", None)
         except ClientAuthenticationError as error:
             raise credential_error(error) from error
         except ServiceRequestError as error:  # azure-identity could not reach the authority
             raise unreachable(IDENTITY, self.settings.authority, error) from error
         except httpx.TransportError as error:
             raise unreachable(GRAPH, self.settings.base_url, error) from error
-        if response.status_code >= 400:
-            raise self._graph_error(response, meeting_id)
-        return json.loads(response.content) if response.content else None
 
     def _graph_error(self, response: httpx.Response, meeting_id: str | None) -> ApiError:
         """Graph's error envelope as an error a DAG author can act on (see :func:`.errors.graph_error`)."""
