@@ -105,7 +105,7 @@ def child(measure: str) -> dict[str, Any]:
 
         importlib.import_module("msgraph")  # the SDK itself is loaded by then: count only what the step adds
 
-        from airflow_provider_qconn.hooks.msgraph import EventDetails, _event_model
+        from airflow_provider_qconn.hooks.msgraph.events import EventDetails, event_model
         from airflow_provider_qconn.normalise import EmailAddress
 
         modules = len(sys.modules)
@@ -122,7 +122,7 @@ def child(measure: str) -> dict[str, Any]:
         from kiota_serialization_json.json_serialization_writer_factory import JsonSerializationWriterFactory
 
         writer = JsonSerializationWriterFactory().get_serialization_writer("application/json")
-        writer.write_object_value(None, _event_model(details, transaction_id="bench"))
+        writer.write_object_value(None, event_model(details, transaction_id="bench"))
         writer.get_serialized_content()
         result["first_serialize_s"] = time.perf_counter() - mark
     else:

@@ -15,7 +15,13 @@ from airflow.sdk import BaseOperator, Context
 
 from airflow_provider_qconn import normalise
 from airflow_provider_qconn.exceptions import MeetingStateError, NonRetryableApiError
-from airflow_provider_qconn.hooks.msgraph import ITEM_NOT_FOUND, EventDetails, Meeting, MSGraphHook
+from airflow_provider_qconn.hooks.msgraph import (
+    DUPLICATE_TRANSACTION_ID,
+    ITEM_NOT_FOUND,
+    EventDetails,
+    Meeting,
+    MSGraphHook,
+)
 from airflow_provider_qconn.links.outlook import OutlookEventLink, TeamsMeetingLink
 from airflow_provider_qconn.task_instance import TaskInstanceIdentity
 
@@ -61,8 +67,10 @@ class ScheduleMeetingOperator(_MeetingOperator):
     """Schedule an Outlook meeting (``POST .../events``), optionally a Microsoft Teams meeting.
 
     A new try or a cleared task of the same task instance sends the same ``transactionId``, so Graph returns the
-    meeting the first try created instead of creating another (its details as they are now: a changed parameter
-    is not applied; use UpdateMeetingOperator for that). If that meeting has been cancelled the task fails.
+    meeting the first try created instead of creating another (its details as they are now). When the rendered
+    parameters changed since, Graph refuses the create; the task then reads that meeting by its transactionId,
+    returns it and logs a warning that the new parameters were NOT applied (use UpdateMeetingOperator for that).
+    If that meeting has been cancelled (or deleted, where Graph keeps its transactionId) the task fails.
 
     :param start: when it starts: an aware datetime, or an ISO 8601 string; naive values are read in ``time_zone``.
     :param end: when it ends (after ``start``), in the same forms.
@@ -141,14 +149,14 @@ class ScheduleMeetingOperator(_MeetingOperator):
         details = self.details()
         require_join_url = normalise.flag(self.require_join_url, "require_join_url", default=False)
         try:
-            meeting = self.hook.create_event(details, transaction_id(context))
+            meeting, as_asked = self._create(details, transaction_id(context))
             if meeting.is_cancelled:
                 raise MeetingStateError(
                     f"meeting {meeting.id} was created by an earlier try of this task instance and has since been "
                     "cancelled; Graph de-duplicates creates by transactionId, so clearing the task cannot schedule "
                     "it again. Trigger a new DAG run to schedule a new meeting."
                 )
-            if details.teams_meeting and not meeting.join_url:
+            if as_asked and details.teams_meeting and not meeting.join_url:
                 if require_join_url:
                     self.hook.cancel_event(meeting.id, NO_JOIN_URL_COMMENT)
                     raise MeetingStateError(
@@ -165,6 +173,31 @@ class ScheduleMeetingOperator(_MeetingOperator):
             self.hook.close()
         self.log.info("Meeting %s scheduled: %s", meeting.id, meeting.web_link)
         return _outputs(self, meeting)
+
+    def _create(self, details: EventDetails, key: str) -> tuple[Meeting, bool]:
+        """The task instance's meeting, and whether it was made from ``details`` (False: an earlier try created
+        it with other parameters, which stay as they were)."""
+        try:
+            return self.hook.create_event(details, key), True
+        except NonRetryableApiError as error:
+            if error.code != DUPLICATE_TRANSACTION_ID:
+                raise
+            existing = self.hook.find_event(key)
+            if existing is None:
+                raise MeetingStateError(
+                    "an earlier try of this task instance created a meeting with other parameters, and that meeting "
+                    "is no longer in the calendar (cancelled or deleted); Graph de-duplicates creates by "
+                    "transactionId and refuses one with other parameters, so clearing the task cannot schedule it "
+                    "again. Trigger a new DAG run to schedule a new meeting."
+                ) from error
+        self.log.warning(
+            "Meeting %s was created by an earlier try of this task instance with other parameters, and Graph "
+            "creates one meeting per task instance: the parameters of this try were NOT applied, and the outputs "
+            "are that meeting's as it is now. To apply them, update it with an UpdateMeetingOperator (or trigger a "
+            "new DAG run for a new meeting).",
+            existing.id,
+        )
+        return existing, False
 
 
 class UpdateMeetingOperator(_MeetingOperator):

@@ -44,6 +44,9 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "twilio_unsent_placement": "first",
     "graph_mailbox_concurrency": 4,
     "latency": {},
+    # What becomes of a deleted event's transactionId (Graph's docs do not say): "released" lets a later create
+    # with it make a new event; "kept" refuses that create with ErrorDuplicateTransactionId.
+    "graph_deleted_transaction_ids": "released",
 }
 _SECRET_FIELDS = {
     "client_secret",

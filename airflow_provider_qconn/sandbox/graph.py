@@ -4,7 +4,11 @@ Routes: ``/v1.0/me/...`` and ``/v1.0/users/{id or UPN}/...`` for ``events`` (lis
 (get, patch, delete), ``events/{id}/cancel`` and ``calendarView``.
 
 Behaviour worth knowing (each from Graph's docs; see the module's tests):
-- ``transactionId`` de-duplicates creates per mailbox: a second POST returns the first event.
+- ``transactionId`` de-duplicates creates per mailbox: a second POST with the same payload returns the first
+  event (cancelled or not); one with a different payload is refused with 400 ``ErrorDuplicateTransactionId``,
+  as client code written against Graph reports. What a deleted event's transactionId does the docs do not say:
+  the setting ``graph_deleted_transaction_ids`` chooses ("released": a new create makes a new event; "kept":
+  it is refused as a duplicate).
 - Teams meetings (``isOnlineMeeting`` + ``teamsForBusiness``) get a join URL, and the Teams block in the body,
   on work mailboxes only; personal mailboxes ignore the request (``onlineMeetingProvider: unknown``).
   A PATCH of the body that drops the Teams block turns the online meeting off, as Graph warns it does.
@@ -20,6 +24,7 @@ Behaviour worth knowing (each from Graph's docs; see the module's tests):
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import html
 import json
 import re
@@ -71,6 +76,20 @@ class GraphError(Exception):
 
 def _not_found() -> GraphError:
     return GraphError(404, "ErrorItemNotFound", "The specified object was not found in the store.")
+
+
+def _duplicate_transaction_id() -> GraphError:
+    return GraphError(
+        400,
+        "ErrorDuplicateTransactionId",
+        "Your request can't be completed. The TransactionId specified in the request has already been used to "
+        "create a different event.",
+    )
+
+
+def _payload_digest(body: dict[str, Any]) -> str:
+    """What tells an identical create payload from a different one (key order does not matter)."""
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 # --- time zones ---------------------------------------------------------------------------------------
@@ -473,7 +492,7 @@ def _sync_attendee_copies(state: State, organizer_event: dict[str, Any], cancell
             copy = {"restId": rest_id, "immutableId": immutable_id, "mailboxId": mailbox["id"]}
             copy["createdDateTime"] = iso_utc(state.now())
         for key, value in organizer_event.items():
-            if key not in ("restId", "immutableId", "mailboxId", "createdDateTime", "transactionId"):
+            if key not in ("restId", "immutableId", "mailboxId", "createdDateTime", "transactionId", "_createPayload"):
                 copy[key] = value
         copy.pop("transactionId", None)
         copy["isOrganizer"] = False
@@ -513,7 +532,14 @@ async def create_event(request: Request, state: State, mailbox: dict[str, Any], 
             (mailbox["id"], transaction_id),
         )
         if existing is not None:
+            if existing.get("_createPayload") != _payload_digest(body):
+                raise _duplicate_transaction_id()
             return _event_response(request, existing, prefs, mailbox, status=201)
+        if state.execute(
+            "SELECT 1 FROM spent_transaction_ids WHERE mailbox_id = ? AND transaction_id = ?",
+            (mailbox["id"], transaction_id),
+        ):
+            raise _duplicate_transaction_id()
     if "start" not in body or "end" not in body:
         raise GraphError(
             400, "ErrorInvalidRequest", "Your request can't be completed. A start and an end are required."
@@ -563,6 +589,7 @@ async def create_event(request: Request, state: State, mailbox: dict[str, Any], 
         "attendees": _attendees(body.get("attendees") or []),
         "organizer": {"emailAddress": {"name": mailbox["displayName"], "address": mailbox["upn"]}},
         "onlineMeeting": None,
+        "_createPayload": _payload_digest(body),
     }
     _set_times(event, body)
     if body.get("isOnlineMeeting"):
@@ -622,6 +649,11 @@ async def delete_event(request: Request, state: State, mailbox: dict[str, Any], 
         if event["isOrganizer"] and folder == "calendar":
             _sync_attendee_copies(state, event, cancelled=True)
         state.execute("DELETE FROM events WHERE id = ?", (event["immutableId"],))
+        if event.get("transactionId") and state.get_setting("graph_deleted_transaction_ids", "released") == "kept":
+            state.execute(
+                "INSERT OR IGNORE INTO spent_transaction_ids (mailbox_id, transaction_id) VALUES (?, ?)",
+                (mailbox["id"], event["transactionId"]),
+            )
     return Response(status_code=204)
 
 

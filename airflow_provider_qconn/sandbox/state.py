@@ -20,6 +20,8 @@ CREATE TABLE IF NOT EXISTS events (id TEXT PRIMARY KEY, rest_id TEXT NOT NULL UN
     transaction_id TEXT, ical_uid TEXT NOT NULL, folder TEXT NOT NULL, seq INTEGER NOT NULL, doc TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS events_mailbox ON events (mailbox_id, folder, seq);
 CREATE INDEX IF NOT EXISTS events_ical ON events (ical_uid);
+CREATE TABLE IF NOT EXISTS spent_transaction_ids (mailbox_id TEXT NOT NULL, transaction_id TEXT NOT NULL,
+    PRIMARY KEY (mailbox_id, transaction_id));
 CREATE TABLE IF NOT EXISTS accounts (sid TEXT PRIMARY KEY, doc TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS contents (sid TEXT PRIMARY KEY, account_sid TEXT NOT NULL, seq INTEGER NOT NULL,
     doc TEXT NOT NULL);
@@ -38,6 +40,7 @@ _TABLES = (
     "apps",
     "tokens",
     "events",
+    "spent_transaction_ids",
     "accounts",
     "contents",
     "numbers",

@@ -263,6 +263,11 @@ def _fault(status: int) -> Callable[[Sandbox, GraphApi], httpx.Response]:
     return call
 
 
+def _reuse_transaction_id(sandbox: Sandbox, me: GraphApi) -> httpx.Response:
+    me.create(transactionId="contract-transaction")
+    return me.request("POST", "/events", json=meeting(subject="Other", transactionId="contract-transaction"))
+
+
 _EVENT_ID = "AAMkAGNoSuchEventNoSuchEventNoSuchEventNoSuchEventAAA="
 _START = {"dateTime": "2030-03-04T10:00:00", "timeZone": "UTC"}
 
@@ -310,6 +315,7 @@ ERROR_CASES: dict[str, tuple[Callable[[Sandbox, GraphApi], httpx.Response], int,
         "ErrorCalendarEndDateIsEarlierThanStartDate",
         True,
     ),
+    "create-reusing-a-transaction-id": (_reuse_transaction_id, 400, "ErrorDuplicateTransactionId", True),
     "create-with-malformed-json": (
         lambda s, me: me.request("POST", "/events", content=b"{not json", headers={"Content-Type": "application/json"}),
         400,

@@ -14,10 +14,11 @@ from typing import Any
 import certifi
 import pytest
 
+from airflow_provider_qconn.hooks.msgraph import RefreshTokenCredential
 from airflow_provider_qconn.sandbox import seed
 from airflow_provider_qconn.sandbox.server import Sandbox
 
-from .support import GRAPH_APP_SCOPES, GRAPH_DELEGATED_SCOPES, RefreshTokenCredential, requests_session
+from .support import GRAPH_APP_SCOPES, GRAPH_DELEGATED_SCOPES, delegated_credential, requests_session
 
 
 @pytest.fixture(autouse=True)
@@ -133,9 +134,18 @@ async def app_graph(graph_client: GraphFactory, app_credential: Any) -> Any:
 
 
 @pytest.fixture
-def organizer_credential(msal_app: Callable[[str], Any]) -> RefreshTokenCredential:
-    """The organizer's delegated credential, from the seeded refresh token (tenant ``common``)."""
-    return RefreshTokenCredential(msal_app("common"), seed.REFRESH_TOKEN_ORGANIZER)
+def sandbox_ca_variables(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CA variables pointed at the sandbox's bundle, for the provider's credentials (which read them)."""
+    for name in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"):
+        monkeypatch.setenv(name, str(sandbox.bundle_path))
+
+
+@pytest.fixture
+def organizer_credential(sandbox: Sandbox, sandbox_ca_variables: None) -> Iterator[RefreshTokenCredential]:
+    """The organizer's delegated credential (the provider's), from the seeded refresh token (tenant ``common``)."""
+    credential = delegated_credential(sandbox.url, "qconn_msgraph_default")
+    yield credential
+    credential.close()
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
+import urllib.parse
 from types import SimpleNamespace
 from typing import Any
 
@@ -283,6 +284,74 @@ def test_a_cleared_schedule_finds_its_meeting_and_fails_once_it_is_cancelled(san
     assert len(sandbox_env.control.mailbox_events(seed.ORGANIZER)) == 1
 
 
+def test_a_cleared_schedule_with_changed_parameters_returns_the_meeting_and_warns(
+    sandbox_env: Sandbox, capsys: Any
+) -> None:
+    first = schedule().execute(context())
+    sandbox_env.control.clear_journal()
+
+    again = schedule(subject="Changed", location="Room 5").execute(context())
+
+    assert again == first
+    event = stored(sandbox_env, seed.ORGANIZER, first["meeting_id"])
+    assert (event["subject"], event["location"]["displayName"]) == ("Quarterly review", "Room 4")
+    post, lookup = graph_requests(sandbox_env)
+    assert (post["method"], post["status"], post["response_json"]["error"]["code"]) == (
+        "POST",
+        400,
+        "ErrorDuplicateTransactionId",
+    )
+    assert (lookup["method"], lookup["status"]) == ("GET", 200)
+    assert f"$filter=transactionId eq '{transaction_id(context())}'" in urllib.parse.unquote(lookup["query"])
+    assert "the parameters of this try were NOT applied" in capsys.readouterr().out
+    assert_requests_follow_the_contract(sandbox_env)
+
+
+def test_a_cleared_schedule_with_changed_parameters_fails_clearly_once_the_meeting_is_cancelled(
+    sandbox_env: Sandbox,
+) -> None:
+    first = schedule().execute(context())
+    CancelMeetingOperator(task_id="cancel", meeting_id=first["meeting_id"]).execute(context())
+
+    with pytest.raises(MeetingStateError, match=r"no longer in the calendar \(cancelled or deleted\).*new DAG run"):
+        schedule(subject="Changed").execute(context())
+    assert len(sandbox_env.control.mailbox_events(seed.ORGANIZER)) == 1
+
+
+def delete_event(meeting_id: str) -> None:
+    """Delete (not cancel) an event, as someone in Outlook or another program would."""
+    with MSGraphHook() as hook:
+        hook._run(hook.client.me.events.by_event_id(meeting_id).delete())
+
+
+@pytest.mark.parametrize("subject", ["Quarterly review", "Changed"], ids=["same-parameters", "changed-parameters"])
+def test_a_cleared_schedule_after_a_delete_schedules_anew_where_graph_releases_the_transaction_id(
+    sandbox_env: Sandbox, subject: str
+) -> None:
+    sandbox_env.control.settings(graph_deleted_transaction_ids="released")
+    first = schedule().execute(context())
+    delete_event(first["meeting_id"])
+
+    again = schedule(subject=subject).execute(context())
+
+    assert again["meeting_id"] != first["meeting_id"]
+    (event,) = sandbox_env.control.mailbox_events(seed.ORGANIZER)
+    assert (event["immutableId"], event["subject"]) == (again["meeting_id"], subject)
+
+
+@pytest.mark.parametrize("subject", ["Quarterly review", "Changed"], ids=["same-parameters", "changed-parameters"])
+def test_a_cleared_schedule_after_a_delete_fails_clearly_where_graph_keeps_the_transaction_id(
+    sandbox_env: Sandbox, subject: str
+) -> None:
+    sandbox_env.control.settings(graph_deleted_transaction_ids="kept")
+    first = schedule().execute(context())
+    delete_event(first["meeting_id"])
+
+    with pytest.raises(MeetingStateError, match=r"no longer in the calendar \(cancelled or deleted\)"):
+        schedule(subject=subject).execute(context())
+    assert sandbox_env.control.mailbox_events(seed.ORGANIZER) == []
+
+
 def test_429_with_retry_after_is_retried(sandbox_env: Sandbox) -> None:
     sandbox_env.control.add_fault(service="graph", method="POST", path=EVENTS_PATH, status=429, retry_after=1, times=1)
 
@@ -293,6 +362,34 @@ def test_429_with_retry_after_is_retried(sandbox_env: Sandbox) -> None:
     assert [(e["method"], e["status"]) for e in graph_requests(sandbox_env)] == [("POST", 429), ("POST", 201)]
     (event,) = sandbox_env.control.mailbox_events(seed.ORGANIZER)
     assert event["immutableId"] == result["meeting_id"]
+
+
+def test_a_create_answered_503_after_it_took_effect_is_replayed_into_the_same_event(sandbox_env: Sandbox) -> None:
+    sandbox_env.control.add_fault(
+        service="graph", method="POST", path=EVENTS_PATH, status=503, retry_after=0, phase="after", times=1
+    )
+
+    result = schedule().execute(context())
+
+    assert [(e["method"], e["status"]) for e in graph_requests(sandbox_env)] == [("POST", 503), ("POST", 201)]
+    (event,) = sandbox_env.control.mailbox_events(seed.ORGANIZER)  # the transactionId made the replay harmless
+    assert event["immutableId"] == result["meeting_id"]
+
+
+def test_persistent_unavailability_ends_in_a_retryable_error_after_the_policys_attempts(
+    sandbox_env: Sandbox,
+) -> None:
+    from airflow_provider_qconn.hooks.msgraph.retry import ATTEMPTS
+
+    sandbox_env.control.add_fault(service="graph", method="PATCH", status=503, retry_after=0)
+
+    with pytest.raises(ApiError) as caught:
+        UpdateMeetingOperator(task_id="update", meeting_id="AAk", subject="x").execute(context())
+
+    assert not isinstance(caught.value, NonRetryableApiError)
+    assert "still refused after the client's retries" in str(caught.value)
+    assert [e["status"] for e in graph_requests(sandbox_env)] == [503] * ATTEMPTS
+    assert "retry-attempt" not in {name.lower() for e in graph_requests(sandbox_env) for name in e["headers"]}
 
 
 def test_an_expired_token_401_is_not_retried(sandbox_env: Sandbox) -> None:

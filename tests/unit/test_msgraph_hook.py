@@ -340,9 +340,9 @@ def test_a_graph_error_without_a_json_body_still_reads(app_hook):
 def test_identity_errors_keep_the_aadsts_code():
     from azure.core.exceptions import ClientAuthenticationError
 
-    from airflow_provider_qconn.hooks.msgraph import _credential_error, _identity_error
+    from airflow_provider_qconn.hooks.msgraph.errors import credential_error, identity_error
 
-    refused = _identity_error(
+    refused = identity_error(
         "invalid_grant",
         [700082],
         "AADSTS700082: The refresh token has expired due to inactivity. Trace ID: t Correlation ID: c",
@@ -350,8 +350,8 @@ def test_identity_errors_keep_the_aadsts_code():
     )
     assert type(refused) is NonRetryableApiError and refused.code == "AADSTS700082"
     assert "Trace ID" not in str(refused) and "refresh token has expired" in str(refused)
-    assert type(_identity_error("temporarily_unavailable", [], "AADSTS90033: Busy.")) is ApiError
-    secret = _credential_error(
+    assert type(identity_error("temporarily_unavailable", [], "AADSTS90033: Busy.")) is ApiError
+    secret = credential_error(
         ClientAuthenticationError(message="Authentication failed: AADSTS7000215: Invalid client secret provided.")
     )
     assert type(secret) is NonRetryableApiError

@@ -80,11 +80,77 @@ def test_double_slash_paths_are_normalised(client):
 def test_transaction_id_deduplicates_creates(client):
     headers = delegated(client)
     first = create(client, headers, transactionId="tx-1")
-    second = create(client, headers, transactionId="tx-1", subject="Other")
+    second = create(client, headers, transactionId="tx-1")
     assert second["id"] == first["id"] and second["subject"] == "Review"
     assert len(stored(client, seed.ORGANIZER)) == 1
     create(client, headers, transactionId="tx-2")
     assert len(stored(client, seed.ORGANIZER)) == 2
+
+
+def test_a_transaction_id_reused_with_another_payload_is_refused(client):
+    headers = delegated(client)
+    first = create(client, headers, transactionId="tx-1")
+    client.patch(f"/v1.0/me/events/{first['id']}", headers=headers, json={"subject": "Moved"})
+
+    refused = client.post(
+        "/v1.0/me/events",
+        headers=headers,
+        json={"subject": "Other", "start": START, "end": END, "transactionId": "tx-1"},
+    )
+
+    assert refused.status_code == 400
+    assert refused.json()["error"]["code"] == "ErrorDuplicateTransactionId"
+    assert "has already been used to create a different event" in refused.json()["error"]["message"]
+    assert len(stored(client, seed.ORGANIZER)) == 1
+    # The payload is compared with the create's, not with the event as it is now; key order does not matter.
+    again = client.post(
+        "/v1.0/me/events",
+        headers=headers,
+        json={"transactionId": "tx-1", "end": END, "start": START, "subject": "Review"},
+    )
+    assert again.status_code == 201 and again.json()["id"] == first["id"] and again.json()["subject"] == "Moved"
+
+
+def test_a_cancelled_events_transaction_id_returns_it_cancelled(client):
+    headers = delegated(client)
+    first = create(client, headers, transactionId="tx-1")
+    client.post(f"/v1.0/me/events/{first['id']}/cancel", headers=headers, json={})
+    prefer = {**headers, "Prefer": 'IdType="ImmutableId"'}
+    again = client.post(
+        "/v1.0/me/events",
+        headers=prefer,
+        json={"subject": "Review", "start": START, "end": END, "transactionId": "tx-1"},
+    )
+    assert again.status_code == 201 and again.json()["isCancelled"] is True
+
+
+@pytest.mark.parametrize(("setting", "status"), [("released", 201), ("kept", 400)])
+def test_a_deleted_events_transaction_id_is_released_or_kept_as_configured(client, setting, status):
+    client.post("/_sandbox/settings", json={"graph_deleted_transaction_ids": setting})
+    headers = delegated(client)
+    first = create(client, headers, transactionId="tx-1")
+    assert client.delete(f"/v1.0/me/events/{first['id']}", headers=headers).status_code == 204
+
+    again = client.post(
+        "/v1.0/me/events",
+        headers=headers,
+        json={"subject": "Review", "start": START, "end": END, "transactionId": "tx-1"},
+    )
+
+    assert again.status_code == status
+    if status == 201:
+        assert again.json()["id"] != first["id"]
+    else:
+        assert again.json()["error"]["code"] == "ErrorDuplicateTransactionId"
+    assert len(stored(client, seed.ORGANIZER)) == (1 if status == 201 else 0)
+
+
+def test_events_can_be_found_by_their_transaction_id(client):
+    headers = delegated(client)
+    first = create(client, headers, transactionId="tx-1")
+    create(client, headers, transactionId="tx-2")
+    found = client.get("/v1.0/me/events", headers=headers, params={"$filter": "transactionId eq 'tx-1'"}).json()
+    assert [event["id"] for event in found["value"]] == [first["id"]]
 
 
 def test_teams_meeting_on_a_work_mailbox_gets_a_join_url_and_a_body_block(client):

@@ -1,0 +1,144 @@
+"""The calendar's data: what operators send (:class:`EventDetails`), what they get back (:class:`Meeting`), the
+Graph request body built from the one, and the Teams block a body update must keep."""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from airflow_provider_qconn.normalise import EmailAddress
+
+#: Outlook's Teams block is framed by lines of underscores; Graph warns that dropping it turns the meeting off.
+_TEAMS_BLOCK_RULE = re.compile(r"_{30,}")
+
+
+@dataclass(frozen=True)
+class EventDetails:
+    """The event properties an operator sets; None means "not given" (an update keeps the current value)."""
+
+    subject: str | None = None
+    content: str | None = None
+    content_type: str = "html"
+    start: dt.datetime | None = None
+    end: dt.datetime | None = None
+    location: str | None = None
+    attendees: tuple[EmailAddress, ...] | None = None
+    teams_meeting: bool | None = None
+
+
+@dataclass(frozen=True)
+class Meeting:
+    """What Graph says about an event after a create or an update."""
+
+    #: The event properties it is read from.
+    GRAPH_PROPERTIES: ClassVar[tuple[str, ...]] = (
+        "id",
+        "webLink",
+        "onlineMeeting",
+        "iCalUId",
+        "isCancelled",
+        "isOnlineMeeting",
+    )
+
+    id: str
+    web_link: str | None
+    join_url: str | None
+    ical_uid: str | None
+    is_cancelled: bool
+    is_online_meeting: bool
+
+    @classmethod
+    def from_graph(cls, event: Mapping[str, Any]) -> Meeting:
+        return cls(
+            id=str(event["id"]),
+            web_link=event.get("webLink"),
+            join_url=(event.get("onlineMeeting") or {}).get("joinUrl"),
+            ical_uid=event.get("iCalUId"),
+            is_cancelled=bool(event.get("isCancelled")),
+            is_online_meeting=bool(event.get("isOnlineMeeting")),
+        )
+
+
+def graph_date_time(moment: dt.datetime) -> tuple[str, str]:
+    """A ``dateTimeTimeZone`` (local time, Windows zone name) for an aware datetime.
+
+    A named IANA zone is kept (as Outlook's Windows name, so the event shows its organizer's zone); a fixed
+    offset or an unknown zone is converted to UTC.
+    """
+    from tzlocal.windows_tz import tz_win
+
+    key = getattr(moment.tzinfo, "key", None) or getattr(moment.tzinfo, "name", None)
+    windows_name = tz_win.get(key) if isinstance(key, str) else None
+    if windows_name is None:
+        moment, windows_name = moment.astimezone(dt.timezone.utc), "UTC"
+    return moment.replace(tzinfo=None).isoformat(timespec="seconds"), windows_name
+
+
+def teams_block(body_html: str) -> str | None:
+    """The Teams block of an event body (between Outlook's two rules of underscores, with their ``div``)."""
+    rules = list(_TEAMS_BLOCK_RULE.finditer(body_html))
+    if not rules:
+        return None
+    start = body_html.rfind("<div", 0, rules[0].start())
+    start = rules[0].start() if start < 0 else start
+    end = len(body_html)
+    if len(rules) > 1:
+        close = body_html.find("</div>", rules[-1].end())
+        end = close + len("</div>") if close >= 0 else rules[-1].end()
+    else:
+        body_end = body_html.lower().rfind("</body>")
+        end = body_end if body_end > start else end
+    return body_html[start:end]
+
+
+def with_teams_block(content: str, content_type: str, block: str) -> str:
+    """New body content (as HTML) with an event's Teams block appended, where Outlook keeps it."""
+    if content_type == "text":
+        content = html.escape(content).replace("\n", "<br>\n")
+    body_end = content.lower().rfind("</body>")
+    if body_end >= 0:
+        return content[:body_end] + block + content[body_end:]
+    return content + block
+
+
+def event_model(details: EventDetails, transaction_id: str | None = None) -> Any:
+    """msgraph-sdk's ``Event`` with only the given properties set (unset ones are not serialised)."""
+    from msgraph.generated.models.attendee import Attendee
+    from msgraph.generated.models.attendee_type import AttendeeType
+    from msgraph.generated.models.body_type import BodyType
+    from msgraph.generated.models.date_time_time_zone import DateTimeTimeZone
+    from msgraph.generated.models.email_address import EmailAddress as GraphEmailAddress
+    from msgraph.generated.models.event import Event
+    from msgraph.generated.models.item_body import ItemBody
+    from msgraph.generated.models.location import Location
+    from msgraph.generated.models.online_meeting_provider_type import OnlineMeetingProviderType
+
+    event = Event(subject=details.subject, transaction_id=transaction_id)
+    if details.content is not None:
+        kind = BodyType.Text if details.content_type == "text" else BodyType.Html
+        event.body = ItemBody(content_type=kind, content=details.content)
+    if details.start is not None:
+        date_time, zone = graph_date_time(details.start)
+        event.start = DateTimeTimeZone(date_time=date_time, time_zone=zone)
+    if details.end is not None:
+        date_time, zone = graph_date_time(details.end)
+        event.end = DateTimeTimeZone(date_time=date_time, time_zone=zone)
+    if details.location is not None:
+        event.location = Location(display_name=details.location)
+    if details.attendees is not None:
+        event.attendees = [
+            Attendee(
+                email_address=GraphEmailAddress(address=attendee.address, name=attendee.name),
+                type=AttendeeType.Required,
+            )
+            for attendee in details.attendees
+        ]
+    if details.teams_meeting is not None:
+        event.is_online_meeting = details.teams_meeting
+        if details.teams_meeting:
+            event.online_meeting_provider = OnlineMeetingProviderType.TeamsForBusiness
+    return event

@@ -1,0 +1,390 @@
+"""MSGraphHook: a msgraph-sdk client for one mailbox of a connection, and the calendar calls.
+
+Requests are built with msgraph-sdk's request builders and typed models and sent through its request adapter
+(kiota's middleware: redirects, the ``/me`` URL fix-up), under the retry policy of :mod:`.retry` (429/503/504
+replayed, honouring ``Retry-After``; kiota's own RetryHandler is turned off).
+Responses are read as JSON, without the SDK's typed-model parse: its first use in a process imports about 1,200
+modules and costs about 2 s (measured by bench/outlook_overhead.py, see docs/outlook.md), for the four fields a
+task needs.
+
+msgraph-sdk, azure-identity and MSAL are imported inside the methods that use them, never at module level, so
+that parsing a DAG which uses the Outlook operators stays as cheap as importing Airflow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import functools
+import importlib
+import json
+import warnings
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import replace
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from airflow.sdk import BaseHook
+
+from airflow_provider_qconn.exceptions import ApiError, NonRetryableApiError, QconnError
+from airflow_provider_qconn.hooks.common import ssl_context
+from airflow_provider_qconn.hooks.msgraph import retry
+from airflow_provider_qconn.hooks.msgraph.credentials import build_credential
+from airflow_provider_qconn.hooks.msgraph.errors import (
+    GRAPH,
+    IDENTITY,
+    ITEM_NOT_FOUND,
+    credential_error,
+    graph_error,
+    unreachable,
+)
+from airflow_provider_qconn.hooks.msgraph.events import (
+    EventDetails,
+    Meeting,
+    event_model,
+    teams_block,
+    with_teams_block,
+)
+from airflow_provider_qconn.hooks.msgraph.settings import GraphSettings
+
+if TYPE_CHECKING:
+    import httpx
+    from kiota_abstractions.request_information import RequestInformation
+    from msgraph import GraphServiceClient
+
+T = TypeVar("T")
+
+_PREFER_IMMUTABLE_IDS = 'IdType="ImmutableId"'
+#: The generated modules the hook uses (imported once, quietly: see _load_sdk).
+_SDK_MODULES = (
+    "kiota_abstractions.base_request_configuration",
+    "msgraph.generated.users.users_request_builder",
+    "msgraph.generated.users.item.user_item_request_builder",
+    "msgraph.generated.users.item.events.events_request_builder",
+    "msgraph.generated.users.item.events.item.event_item_request_builder",
+    "msgraph.generated.users.item.events.item.cancel.cancel_request_builder",
+)
+
+
+@functools.cache
+def _load_sdk() -> None:
+    """Import the msgraph-sdk and kiota modules the hook uses, once and quietly: they define deprecated request
+    configuration classes, which warn when their module is imported."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        for module in _SDK_MODULES:
+            importlib.import_module(module)
+
+
+# --- the hook ------------------------------------------------------------------------------------------------------
+
+
+class MSGraphHook(BaseHook):
+    """Outlook calendar events through Microsoft Graph, for one mailbox of a ``qconn_msgraph`` connection.
+
+    Keyword arguments override the connection's extras. The hook keeps one Graph client (and one access token)
+    for its lifetime; :meth:`close` releases them. Its methods are synchronous: each runs the SDK's async calls
+    on the hook's own event loop.
+    """
+
+    conn_name_attr = "msgraph_conn_id"
+    default_conn_name = "qconn_msgraph_default"
+    conn_type = "qconn_msgraph"
+    hook_name = "Outlook (Microsoft Graph)"
+
+    def __init__(
+        self,
+        msgraph_conn_id: str = default_conn_name,
+        *,
+        auth_type: str | None = None,
+        tenant_id: str | None = None,
+        user_id: str | None = None,
+        base_url: str | None = None,
+        authority: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.msgraph_conn_id = msgraph_conn_id
+        self._overrides = {
+            "auth_type": auth_type,
+            "tenant_id": tenant_id,
+            "user_id": user_id,
+            "base_url": base_url,
+            "authority": authority,
+        }
+        self._http: httpx.AsyncClient | None = None
+
+    @cached_property
+    def settings(self) -> GraphSettings:
+        """The connection, read and checked (raises ConnectionConfigError before any request)."""
+        return GraphSettings.from_connection(self.get_connection(self.msgraph_conn_id), **self._overrides)
+
+    @cached_property
+    def credential(self) -> Any:
+        """The token credential for the connection's auth type."""
+        return build_credential(self.settings)
+
+    @cached_property
+    def client(self) -> GraphServiceClient:
+        """msgraph-sdk's client on the connection's base URL, trusting the configured CA bundle."""
+        _load_sdk()
+        import httpx
+        from kiota_authentication_azure.azure_identity_authentication_provider import (
+            AzureIdentityAuthenticationProvider,
+        )
+        from msgraph import GraphRequestAdapter, GraphServiceClient
+        from msgraph.graph_request_adapter import options
+        from msgraph_core import GraphClientFactory
+
+        settings = self.settings
+        auth = AzureIdentityAuthenticationProvider(
+            self.credential, scopes=settings.scopes, allowed_hosts=[settings.graph_host]
+        )
+        self._http = httpx.AsyncClient(
+            base_url=settings.base_url, verify=ssl_context(), timeout=httpx.Timeout(100.0, connect=30.0)
+        )
+        http = GraphClientFactory.create_with_default_middleware(client=self._http, options=options)
+        return GraphServiceClient(request_adapter=GraphRequestAdapter(auth, client=http))
+
+    @cached_property
+    def _loop(self) -> asyncio.AbstractEventLoop:
+        return asyncio.new_event_loop()
+
+    def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run a coroutine on the hook's loop; from inside a running loop (a notebook, async code), in a thread."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return self._loop.run_until_complete(coroutine)
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            return pool.submit(self._loop.run_until_complete, coroutine).result()
+
+    def close(self) -> None:
+        """Close the HTTP client, the credential and the event loop (the next call builds them again)."""
+        if self._http is not None:
+            self._run(self._http.aclose())
+            self._http = None
+        credential = self.__dict__.pop("credential", None)
+        if credential is not None:
+            credential.close()
+        self.__dict__.pop("client", None)
+        loop = self.__dict__.pop("_loop", None)
+        if loop is not None:
+            loop.close()
+
+    def __enter__(self) -> MSGraphHook:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # --- calendar calls ---------------------------------------------------------------------------------------------
+
+    def create_event(self, details: EventDetails, transaction_id: str) -> Meeting:
+        """``POST .../events``; Graph returns the earlier event instead when ``transaction_id`` was seen before.
+
+        :param details: the event's properties.
+        :param transaction_id: the create's idempotency key, the same for every attempt to create this event.
+            Reused with other details it is refused (NonRetryableApiError with code
+            ``ErrorDuplicateTransactionId``): :meth:`find_event` reads the event it created.
+        """
+        self.log.info("Creating an event in %s (transactionId %s)", self.settings.mailbox, transaction_id)
+        request = self._events().to_post_request_information(
+            event_model(details, transaction_id=transaction_id), self._configuration()
+        )
+        return Meeting.from_graph(self._run(self._send(request)))
+
+    def find_event(self, transaction_id: str) -> Meeting | None:
+        """The event created with ``transaction_id`` (``GET .../events?$filter=transactionId eq '...'``).
+
+        :param transaction_id: the transactionId the event was created with.
+
+        Returns None when the calendar holds no such event (it was cancelled, which moves it to Deleted Items, or
+        deleted).
+        """
+        _load_sdk()
+        from msgraph.generated.users.item.events.events_request_builder import EventsRequestBuilder
+
+        quoted = transaction_id.replace("'", "''")
+        configuration = self._configuration(
+            EventsRequestBuilder.EventsRequestBuilderGetQueryParameters(
+                filter=f"transactionId eq '{quoted}'", select=list(Meeting.GRAPH_PROPERTIES), top=1
+            )
+        )
+        found = self._run(self._send(self._events().to_get_request_information(configuration)))
+        events = (found or {}).get("value") or []
+        return Meeting.from_graph(events[0]) if events else None
+
+    def get_event(self, meeting_id: str, select: tuple[str, ...] = ()) -> dict[str, Any]:
+        """``GET .../events/{id}`` as Graph's JSON (only the ``select``-ed properties when given).
+
+        :param meeting_id: the Graph event id.
+        :param select: the properties to read (all when empty).
+        """
+        return self._run(self._get(meeting_id, select))
+
+    def update_event(self, meeting_id: str, details: EventDetails) -> Meeting:
+        """``PATCH .../events/{id}`` with the given properties only.
+
+        New content is sent with the event's Teams block kept (read with a ``GET`` first): Graph warns that a
+        body without it turns the online meeting off.
+        """
+        if details.content is not None:
+            current = self.get_event(meeting_id, select=("body", "isOnlineMeeting", "onlineMeeting"))
+            block = teams_block((current.get("body") or {}).get("content") or "")
+            if block is not None:
+                details = replace(
+                    details, content=with_teams_block(details.content, details.content_type, block), content_type="html"
+                )
+            elif current.get("isOnlineMeeting"):
+                self.log.warning(
+                    "Meeting %s is a Teams meeting but its body holds no Teams block to keep; Graph may turn the "
+                    "online meeting off with the new content",
+                    meeting_id,
+                )
+        self.log.info("Updating event %s in %s", meeting_id, self.settings.mailbox)
+        request = (
+            self._events()
+            .by_event_id(meeting_id)
+            .to_patch_request_information(event_model(details), self._configuration())
+        )
+        return Meeting.from_graph(self._run(self._send(request, meeting_id=meeting_id)))
+
+    def cancel_event(self, meeting_id: str, comment: str | None = None, *, missing_ok: bool = False) -> bool:
+        """``POST .../events/{id}/cancel``: the organizer cancels the meeting and attendees get ``comment``.
+
+        :param meeting_id: the Graph event id.
+        :param comment: the message sent to the attendees with the cancellation.
+        :param missing_ok: return False instead of failing when the event is not found (deleted, or already
+            cancelled).
+
+        A cancel is not idempotent (a replay of one that went through answers 404), so it is not replayed
+        blindly: before a replay the event is read, and found cancelled it counts as done. A 429 was not
+        processed and is replayed without that read.
+        """
+        from msgraph.generated.users.item.events.item.cancel.cancel_post_request_body import CancelPostRequestBody
+
+        self.log.info("Cancelling event %s in %s", meeting_id, self.settings.mailbox)
+        request = (
+            self._events()
+            .by_event_id(meeting_id)
+            .cancel.to_post_request_information(CancelPostRequestBody(comment=comment), self._configuration())
+        )
+
+        async def took_effect(response: httpx.Response) -> bool:
+            if response.status_code == 429 or not await self._cancelled(meeting_id):
+                return False
+            self.log.info("Event %s is cancelled: the cancel went through although its answer failed", meeting_id)
+            return True
+
+        try:
+            self._run(self._send(request, meeting_id=meeting_id, settled=took_effect))
+        except NonRetryableApiError as error:
+            if missing_ok and error.status == 404 and error.code in ITEM_NOT_FOUND:
+                self.log.info("Event %s was not found (deleted or already cancelled): nothing to cancel", meeting_id)
+                return False
+            raise
+        return True
+
+    def is_cancelled(self, meeting_id: str) -> bool:
+        """Whether the event exists and is cancelled (False when it cannot be read).
+
+        :param meeting_id: the Graph event id.
+        """
+        return self._run(self._cancelled(meeting_id))
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Read one event id from the mailbox: proves the credentials, the permission and the mailbox."""
+        try:
+            _load_sdk()
+            from msgraph.generated.users.item.events.events_request_builder import EventsRequestBuilder
+
+            configuration = self._configuration(
+                EventsRequestBuilder.EventsRequestBuilderGetQueryParameters(top=1, select=["id"])
+            )
+            self._run(self._send(self._events().to_get_request_information(configuration)))
+        except QconnError as error:
+            return False, str(error)
+        finally:
+            self.close()
+        return True, f"Connected: the calendar of {self.settings.mailbox} can be read."
+
+    # --- plumbing ---------------------------------------------------------------------------------------------------
+
+    def _events(self) -> Any:
+        """The ``events`` request builder of the mailbox: ``/me`` or ``/users/{user_id}``."""
+        user_id = self.settings.user_id
+        owner = self.client.me if user_id is None else self.client.users.by_user_id(user_id)
+        return owner.events
+
+    def _configuration(self, query_parameters: Any = None) -> Any:
+        """A request configuration asking for immutable ids, which survive the event being moved."""
+        from kiota_abstractions.base_request_configuration import RequestConfiguration
+
+        configuration = RequestConfiguration(query_parameters=query_parameters)
+        configuration.headers.add("Prefer", _PREFER_IMMUTABLE_IDS)
+        return configuration
+
+    async def _get(self, meeting_id: str, select: tuple[str, ...] = ()) -> dict[str, Any]:
+        _load_sdk()
+        from msgraph.generated.users.item.events.item.event_item_request_builder import EventItemRequestBuilder
+
+        configuration = self._configuration(
+            EventItemRequestBuilder.EventItemRequestBuilderGetQueryParameters(select=list(select) or None)
+        )
+        request = self._events().by_event_id(meeting_id).to_get_request_information(configuration)
+        return await self._send(request, meeting_id=meeting_id)
+
+    async def _cancelled(self, meeting_id: str) -> bool:
+        try:
+            return bool((await self._get(meeting_id, ("isCancelled",))).get("isCancelled"))
+        except ApiError:
+            return False
+
+    async def _send(
+        self,
+        request: RequestInformation,
+        meeting_id: str | None = None,
+        settled: Callable[[httpx.Response], Awaitable[bool]] | None = None,
+    ) -> Any:
+        """Send through the request adapter under the retry policy (:mod:`.retry`); Graph's JSON back, or our
+        error.
+
+        ``settled`` is asked, before a replay, whether the request took effect although its answer failed: if
+        so nothing is replayed and None is returned. Without it, a replayable answer is replayed as is.
+        """
+        from kiota_abstractions.native_response_handler import NativeResponseHandler
+        from kiota_http.middleware.options import ResponseHandlerOption, RetryHandlerOption
+
+        # The policy in retry.py decides every replay: kiota's RetryHandler must not replay on its own.
+        request.add_request_options([ResponseHandlerOption(NativeResponseHandler()), RetryHandlerOption(max_retries=0)])
+        try:
+            async for attempt in retry.attempts():
+                with attempt:
+                    response = await self._send_once(request)
+                    if retry.replayable(response.status_code):
+                        if settled is not None and await settled(response):
+                            return None
+                        raise retry.Replay(response)
+        except retry.Replay as last:
+            response = last.response
+        if response.status_code >= 400:
+            raise self._graph_error(response, meeting_id)
+        return json.loads(response.content) if response.content else None
+
+    async def _send_once(self, request: RequestInformation) -> httpx.Response:
+        """One attempt: the raw answer, or our error for a failure to sign in or to reach Graph."""
+        import httpx
+        from azure.core.exceptions import ClientAuthenticationError, ServiceRequestError
+
+        try:
+            return await self.client.request_adapter.send_primitive_async(request, "bytes", None)
+        except ClientAuthenticationError as error:
+            raise credential_error(error) from error
+        except ServiceRequestError as error:  # azure-identity could not reach the authority
+            raise unreachable(IDENTITY, self.settings.authority, error) from error
+        except httpx.TransportError as error:
+            raise unreachable(GRAPH, self.settings.base_url, error) from error
+
+    def _graph_error(self, response: httpx.Response, meeting_id: str | None) -> ApiError:
+        """Graph's error envelope as an error a DAG author can act on (see :func:`.errors.graph_error`)."""
+        return graph_error(response, self.settings, meeting_id)
