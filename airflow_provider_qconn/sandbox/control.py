@@ -7,7 +7,9 @@ Fault rules (``POST /_sandbox/faults``) match requests by ``service`` (``graph``
 ``{"status": 429|500|503|504, "retry_after": seconds}`` (the provider's own error body), ``{"drop": true}``
 (the connection is cut after the response headers), and/or ``{"latency": seconds}``. ``"phase": "after"``
 lets the request take effect first (the ambiguous failure: a message was created but the client saw a 5xx, a
-cut connection, or, with ``latency``, no answer before its timeout). ``"times": N`` applies a rule to the
+cut connection, or, with ``latency``, no answer before its timeout). ``{"body": "truncated"}`` or
+``{"body": "not_json"}`` always let the request take effect and keep its 2xx status, but replace the answer
+with its first half or with an HTML page (what a broken proxy hands back). ``"times": N`` applies a rule to the
 next N matching requests, ``"ratio": p`` to a random share.
 """
 
@@ -180,6 +182,8 @@ class SandboxMiddleware:
                     captured["status"] = 0
             else:
                 await self.app(scope, replay, capture)
+                if rule and rule.get("body"):
+                    _spoil_body(captured, rule["body"])
                 if after and rule_latency:
                     await asyncio.sleep(rule_latency)  # the request took effect; the answer is slow
         finally:
@@ -315,6 +319,29 @@ class SandboxMiddleware:
         self.state.execute("INSERT INTO journal (doc) VALUES (?)", (json.dumps(entry),))
 
 
+#: What a proxy in the way might answer instead of the API's JSON (a ``"body": "not_json"`` fault).
+_NOT_JSON_PAGE = b"<html><head><title>OK</title></head><body><p>Request accepted.</p></body></html>"
+SPOILED_BODIES = ("truncated", "not_json")
+
+
+def _spoil_body(captured: dict[str, Any], kind: str) -> None:
+    """Replace a 2xx answer's body (the request has taken effect) with its first half, or with an HTML page.
+
+    The status and the other headers stay; ``content-length`` (and, for HTML, ``content-type``) match the new
+    body, so the HTTP exchange is well formed and only its content is unreadable. Other statuses pass unchanged.
+    """
+    if not 200 <= int(captured["status"] or 0) < 300:
+        return
+    original = bytes(captured["body"])
+    body = original[: len(original) // 2] if kind == "truncated" else _NOT_JSON_PAGE
+    replaced = {b"content-length", b"content-type"} if kind == "not_json" else {b"content-length"}
+    headers = [(k, v) for k, v in captured["headers"] if k.lower() not in replaced]
+    if kind == "not_json":
+        headers.append((b"content-type", b"text/html; charset=utf-8"))
+    headers.append((b"content-length", str(len(body)).encode()))
+    captured["headers"], captured["body"] = headers, bytearray(body)
+
+
 async def _read_body(receive: Receive) -> bytes:
     chunks = []
     while True:
@@ -421,9 +448,12 @@ async def faults(request: Request) -> Response:
             "phase",
             "times",
             "ratio",
+            "body",
         }
         if not isinstance(rule, dict) or set(rule) - allowed:
             return json_response({"error": f"fault rules take only {sorted(allowed)}"}, status=400)
+        if rule.get("body") not in (None, *SPOILED_BODIES):
+            return json_response({"error": f"a fault's body is one of {list(SPOILED_BODIES)}"}, status=400)
         state.execute("INSERT INTO faults (doc) VALUES (?)", (json.dumps(rule),))
         rule_id = state.execute("SELECT MAX(id) FROM faults")[0][0]
         return json_response({"id": rule_id, **rule}, status=201)

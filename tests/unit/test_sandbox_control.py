@@ -70,6 +70,35 @@ def test_dropped_connection_fault_cuts_the_response(client):
     assert client.get(CONTENT, auth=AUTH).status_code == 200
 
 
+@pytest.mark.parametrize("kind", ["truncated", "not_json"])
+def test_spoiled_body_fault_keeps_the_effect_and_the_2xx_but_not_a_readable_answer(client, kind):
+    client.post("/_sandbox/faults", json={"service": "twilio", "method": "POST", "body": kind, "times": 1})
+    messages = f"/2010-04-01/Accounts/{seed.ACCOUNT_SID}/Messages.json"
+    form = {"To": "whatsapp:+59899123456", "From": f"whatsapp:{seed.WHATSAPP_SENDER}", "Body": "hi"}
+
+    spoiled, intact = (client.post(messages, auth=AUTH, data=form) for _ in range(2))
+
+    assert spoiled.status_code == intact.status_code == 201
+    assert int(spoiled.headers["content-length"]) == len(spoiled.content)
+    with pytest.raises(ValueError):
+        spoiled.json()
+    if kind == "truncated":
+        assert 0 < len(spoiled.content) < len(intact.content)
+        assert intact.text.startswith(spoiled.text[:10])
+    else:
+        assert spoiled.headers["content-type"].startswith("text/html")
+        assert spoiled.text.startswith("<html>")
+    assert len(client.get("/_sandbox/twilio/messages").json()["messages"]) == 2  # both took effect
+    first, second = client.get("/_sandbox/journal").json()["entries"]
+    assert first["response_json"] is None and first["fault"] is not None and second["fault"] is None
+
+
+def test_spoiled_body_fault_passes_errors_unchanged(client):
+    client.post("/_sandbox/faults", json={"service": "twilio", "body": "not_json", "times": 1})
+    response = client.get(f"/v1/Content/HX{'0' * 32}", auth=AUTH)
+    assert response.status_code == 404 and response.json()["code"] == 20404
+
+
 def test_ratio_faults_hit_a_share_of_requests(client):
     client.post("/_sandbox/faults", json={"service": "twilio", "status": 503, "ratio": 0.5})
     statuses = [client.get(CONTENT, auth=AUTH).status_code for _ in range(40)]
@@ -78,6 +107,7 @@ def test_ratio_faults_hit_a_share_of_requests(client):
 
 def test_bad_fault_rules_are_refused(client):
     assert client.post("/_sandbox/faults", json={"stauts": 429}).status_code == 400
+    assert client.post("/_sandbox/faults", json={"body": "empty"}).status_code == 400
 
 
 def test_journal_records_requests_with_secrets_redacted(client):
