@@ -34,14 +34,14 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_provider_qconn.exceptions import ApiError
+from airflow_provider_qconn.exceptions import ApiError, QconnError
 from airflow_provider_qconn.hooks.twilio import OutgoingMessage, TwilioHook
 from airflow_provider_qconn.sandbox import seed
 from airflow_provider_qconn.sandbox.server import Sandbox
@@ -96,6 +96,34 @@ RETRY_MESSAGES = {
     "timeout after": r"(?i)time(d)? ?out",
     "truncated after": _UNREADABLE,
     "not JSON after": _UNREADABLE,
+}
+
+#: Message create (POST) and list (GET, how the hook looks for what an ambiguous create did).
+MESSAGES = r"/Messages\.json$"
+
+#: Sends where no safe retry is possible within the try: the fault stays (no ``times``). The task must fail with
+#: every recipient in ``failed_recipients`` under a code that says why, none lost and none sent twice; the next
+#: try, once the fault has passed, reaches each recipient exactly once (finding, not resending, what the failed
+#: try may have created).
+LASTING: dict[str, tuple[list[dict[str, Any]], str, int]] = {
+    # case: (fault rules, each recipient's error code, messages per recipient after the failed try)
+    "429 on every create": ([{"method": "POST", "path": MESSAGES, "status": 429}], "throttled", 0),
+    "no answer to the create, the look-up refused": (
+        [
+            {"method": "POST", "path": MESSAGES, "latency": SLOW_ANSWER, "phase": "after"},
+            {"method": "GET", "path": MESSAGES, "status": 503},
+        ],
+        "unknown_outcome",
+        1,
+    ),
+    "cut after the create, the look-up refused": (
+        [
+            {"method": "POST", "path": MESSAGES, "drop": True, "phase": "after"},
+            {"method": "GET", "path": MESSAGES, "status": 503},
+        ],
+        "unknown_outcome",
+        1,
+    ),
 }
 
 NUMBERS = ["+59899130001", "+59899130002", "+59899130003"]
@@ -307,16 +335,19 @@ class _MessageAction(Action):
         )
 
 
+def send_operator(fail_on: str) -> Any:
+    from airflow_provider_qconn.operators.whatsapp import SendWhatsAppTemplateOperator
+
+    return SendWhatsAppTemplateOperator(
+        task_id="send", recipients=NUMBERS, template_sid=seed.TEMPLATE_REMINDER, fail_on=fail_on
+    )
+
+
 class Send(_MessageAction):
-    method, path = "POST", r"/Messages\.json$"
+    method, path = "POST", MESSAGES
 
     def run(self, try_number: int) -> Any:
-        from airflow_provider_qconn.operators.whatsapp import SendWhatsAppTemplateOperator
-
-        operator = SendWhatsAppTemplateOperator(
-            task_id="send", recipients=NUMBERS, template_sid=seed.TEMPLATE_REMINDER, fail_on="never"
-        )
-        return operator.execute(context("send", try_number))
+        return send_operator(fail_on="never").execute(context("send", try_number))
 
     def tally(self, outputs: Any) -> Tally:
         stored = self.stored()
@@ -472,11 +503,15 @@ def variables(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     return store
 
 
-def attempt(action: Action, try_number: int) -> Try:
+def attempt_with(run: Callable[[], Any]) -> Try:
     try:
-        return Try(outputs=action.run(try_number))
-    except Exception as error:  # the outcome is judged below, against the matrix
+        return Try(outputs=run())
+    except Exception as error:  # the outcome is judged afterwards, against the tables
         return Try(error=error)
+
+
+def attempt(action: Action, try_number: int) -> Try:
+    return attempt_with(lambda: action.run(try_number))
 
 
 def journaled(sandbox: Sandbox, service: str, rule: int) -> bool:
@@ -487,6 +522,15 @@ def journaled(sandbox: Sandbox, service: str, rule: int) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+def posted(sandbox: Sandbox, count: int) -> None:
+    """Wait until ``count`` message creates have been journaled."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if sum(entry["method"] == "POST" for entry in sandbox.control.journal(service="twilio")) >= count:
+            return
+        time.sleep(0.05)
 
 
 def describe(error: BaseException) -> str:
@@ -553,4 +597,57 @@ def test_fault_once_leaves_no_duplicate_loses_nothing_and_ends_as_the_matrix_say
         }
     )
 
+    assert problems == []
+
+
+@pytest.mark.parametrize("case", LASTING)
+def test_a_lasting_fault_fails_the_send_naming_each_recipient_and_the_next_try_sends_each_once(
+    sandbox_env: Sandbox, quick_clients: None, variables: dict[str, str], case: str
+) -> None:
+    rules, code, held = LASTING[case]
+    for rule in rules:
+        sandbox_env.control.add_fault(service="twilio", **rule)
+    action = Send(sandbox_env, case)
+    first_try = context("send", try_number=1)
+
+    first = attempt_with(lambda: send_operator(fail_on="error").execute(first_try))
+    posted(sandbox_env, len(NUMBERS))  # a slow answer is journaled when it ends
+    held_after_first = {number: len(messages) for number, messages in action.stored().items()}
+    sandbox_env.control.clear_faults()
+    second = attempt_with(lambda: send_operator(fail_on="error").execute(context("send", try_number=2)))
+    after = action.stored()
+
+    problems = []
+    error, pushed = first.error, first_try["ti"].pushed
+    if not isinstance(error, QconnError) or isinstance(error, AirflowFailException):
+        problems.append(f"the try did not fail with a retryable QconnError: {first.error or first.outputs}")
+    elif not all(f"{number}: {code}" in str(error) for number in NUMBERS):
+        problems.append(f"the error does not name each recipient with {code!r}: {error}")
+    if pushed.get("result") != "Error" or sorted(pushed.get("failed_recipients", [])) != NUMBERS:
+        problems.append(f"outputs of the failed try: {pushed}")
+    elif {e["code"] for e in pushed["errors"]} != {code} or not all(e["message"] for e in pushed["errors"]):
+        problems.append(f"errors of the failed try: {pushed['errors']}")
+    if held_after_first != dict.fromkeys(NUMBERS, held):
+        problems.append(f"messages per recipient after the failed try: {held_after_first}, expected {held}")
+    if second.error is not None:
+        problems.append(f"the next try failed: {describe(second.error)}")
+    else:
+        problems.extend(Send(sandbox_env, case).tally(second.outputs).problems)
+    if variables:
+        problems.append("the ledger outlived the successful try")
+    duplicates = sum(max(0, len(messages) - 1) for messages in after.values())
+    lost = sum(1 for number in NUMBERS if not after[number])
+    if duplicates or lost:
+        problems.append(f"{duplicates} duplicate(s) and {lost} recipient(s) lost in the sandbox")
+    FIGURES.append(
+        {
+            "action": "send (lasting fault)",
+            "fault": case,
+            "expected": code,
+            "duplicates": duplicates,
+            "lost": lost,
+            "replays": 0,
+            "problems": problems,
+        }
+    )
     assert problems == []
