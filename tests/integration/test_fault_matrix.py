@@ -8,29 +8,30 @@ lost (the meeting, the update, the cancel, every recipient and every status is t
 
 Outcomes, per cell of ``MATRIX``:
 
-- ``ok``: the action succeeds in the same call, with the right outputs (the SDK's or the hook's own retry was
-  safe: Graph de-duplicates creates by ``transactionId``, a PATCH sets the same values again, the hooks look
-  before they repeat a cancel or a message create, and reads are always safe to repeat).
+- ``ok``: the action succeeds in the same call, with the right outputs (the hook's own replay was safe: Graph
+  de-duplicates creates by ``transactionId``, a PATCH sets the same values again, the hooks look before they
+  repeat a cancel or a message create, and reads are always safe to repeat).
 - ``retry``: the call may fail, with a retryable error (``ApiError``, not ``AirflowFailException``) whose
   message names what happened (``RETRY_MESSAGES``); the next try of the same task instance then succeeds, still
-  without a duplicate. Succeeding at once is accepted too. This is how MSGraphHook is built: kiota's middleware
-  retries 429/503/504 honouring ``Retry-After``, and everything else is left to Airflow's task retry.
+  without a duplicate. Succeeding at once is accepted too. This is how MSGraphHook is built: it replays
+  429/503/504 honouring ``Retry-After`` (``hooks/msgraph/retry.py``) and leaves every other failure to
+  Airflow's task retry (a cancel's next try finds the meeting cancelled and counts that as done).
 - ``n/a``: the fault cannot happen to that request (a cancel's ``202`` has no body to truncate).
 
 ``LASTING`` covers sends where no safe retry is possible within the try (the fault stays): the task fails,
 each recipient in ``failed_recipients`` with a code and a message that say what happened, and its next try
 reaches each recipient exactly once.
 
-A replayed PATCH (kiota repeats one answered 503; a task retry repeats one whose answer was lost) leaves the
+A replayed PATCH (the hook repeats one answered 503; a task retry repeats one whose answer was lost) leaves the
 same event; the cases count such replays but do not call them duplicates. Graph may send attendees the update
 again, which the sandbox does not model.
 
-MSGraphHook has no setting for its HTTP timeout (100 s) or kiota's retry delay (3 s plus backoff): the cases
-shorten them where the hook builds its client (kiota's ``RetryHandlerOption`` in msgraph-sdk's default options,
-the hook's httpx client timeout in the timeout cells). TwilioHook takes ``timeout``, ``backoff_seconds`` and
-``max_attempts``; the operators, the sensor and the trigger build it with the connection id only, so the cases
-hand them a TwilioHook with short ones. The figures (cases, duplicates, losses, replays, failing cells) are
-written at the end of the module's run.
+MSGraphHook has no setting for its HTTP timeout (100 s) or its backoff (``retry.BASE_DELAY``, 2 s doubling): the
+cases shorten them where the hook reads them (the backoff's base; the hook's httpx client timeout, in the
+timeout cells). TwilioHook takes ``timeout``, ``backoff_seconds`` and ``max_attempts``, but the operators, the
+sensor and the trigger build it with the connection id only, so the cases hand them a TwilioHook with short
+ones. The send ledger lives in memory between tries (the operator's ``_ledger_store`` seam). The figures (cases,
+duplicates, losses, replays, failing cells) are written at the end of the module's run.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_qconn.exceptions import ApiError, QconnError
 from airflow_provider_qconn.hooks.twilio import OutgoingMessage, TwilioHook
+from airflow_provider_qconn.ledger import MemoryStore
 from airflow_provider_qconn.sandbox import seed
 from airflow_provider_qconn.sandbox.server import Sandbox
 
@@ -55,18 +57,18 @@ ACTIONS = ("schedule", "update", "cancel", "send", "statuses", "poke", "trigger"
 
 # fmt: off
 MATRIX: dict[str, tuple[str, ...]] = {
-    # fault               schedule  update   cancel  send  statuses poke  trigger
-    "429 Retry-After":   ("ok",    "ok",    "ok",   "ok", "ok",    "ok", "ok"),
-    "429":               ("ok",    "ok",    "ok",   "ok", "ok",    "ok", "ok"),
-    "500":               ("retry", "retry", "ok",   "ok", "ok",    "ok", "ok"),
-    "503":               ("ok",    "ok",    "ok",   "ok", "ok",    "ok", "ok"),
-    "503 after":         ("ok",    "ok",    "ok",   "ok", "ok",    "ok", "ok"),
-    "504":               ("ok",    "ok",    "ok",   "ok", "ok",    "ok", "ok"),
-    "drop before":       ("retry", "retry", "ok",   "ok", "ok",    "ok", "ok"),
-    "drop after":        ("retry", "retry", "ok",   "ok", "ok",    "ok", "ok"),
-    "timeout after":     ("retry", "retry", "ok",   "ok", "ok",    "ok", "ok"),
-    "truncated after":   ("retry", "retry", "n/a",  "ok", "ok",    "ok", "ok"),
-    "not JSON after":    ("retry", "retry", "ok",   "ok", "ok",    "ok", "ok"),
+    # fault               schedule  update   cancel   send  statuses poke  trigger
+    "429 Retry-After":   ("ok",    "ok",    "ok",    "ok", "ok",    "ok", "ok"),
+    "429":               ("ok",    "ok",    "ok",    "ok", "ok",    "ok", "ok"),
+    "500":               ("retry", "retry", "retry", "ok", "ok",   "ok", "ok"),
+    "503":               ("ok",    "ok",    "ok",    "ok", "ok",    "ok", "ok"),
+    "503 after":         ("ok",    "ok",    "ok",    "ok", "ok",    "ok", "ok"),
+    "504":               ("ok",    "ok",    "ok",    "ok", "ok",    "ok", "ok"),
+    "drop before":       ("retry", "retry", "retry", "ok", "ok",    "ok", "ok"),
+    "drop after":        ("retry", "retry", "retry", "ok", "ok",    "ok", "ok"),
+    "timeout after":     ("retry", "retry", "retry", "ok", "ok",    "ok", "ok"),
+    "truncated after":   ("retry", "retry", "n/a",   "ok", "ok",    "ok", "ok"),
+    "not JSON after":    ("retry", "retry", "retry", "ok", "ok",    "ok", "ok"),
 }
 # fmt: on
 
@@ -169,7 +171,7 @@ class TaskInstance:
 
 
 def context(task_id: str, try_number: int = 1) -> dict[str, Any]:
-    return {"ti": TaskInstance(task_id, try_number)}
+    return {"ti": TaskInstance(task_id, try_number), "dag_run": None}
 
 
 @dataclass
@@ -349,19 +351,26 @@ class _MessageAction(Action):
         )
 
 
-def send_operator(fail_on: str) -> Any:
+def send_operator(fail_on: str, ledger: MemoryStore) -> Any:
+    """The send operator with its ledger in ``ledger``, a store that outlives a try as Airflow Variables do."""
     from airflow_provider_qconn.operators.whatsapp import SendWhatsAppTemplateOperator
 
-    return SendWhatsAppTemplateOperator(
-        task_id="send", recipients=NUMBERS, template_sid=seed.TEMPLATE_REMINDER, fail_on=fail_on
-    )
+    class MemoryLedgerSend(SendWhatsAppTemplateOperator):
+        def _ledger_store(self) -> MemoryStore:
+            return ledger
+
+    return MemoryLedgerSend(task_id="send", recipients=NUMBERS, template_sid=seed.TEMPLATE_REMINDER, fail_on=fail_on)
 
 
 class Send(_MessageAction):
     method, path = "POST", MESSAGES
 
+    def __init__(self, sandbox: Sandbox, fault: str) -> None:
+        super().__init__(sandbox, fault)
+        self.ledger = MemoryStore()
+
     def run(self, try_number: int) -> Any:
-        return send_operator(fail_on="never").execute(context("send", try_number))
+        return send_operator("never", self.ledger).execute(context("send", try_number))
 
     def tally(self, outputs: Any) -> Tally:
         stored = self.stored()
@@ -487,35 +496,19 @@ def _report_figures(request: pytest.FixtureRequest) -> Iterator[None]:
 @pytest.fixture
 def quick_clients(monkeypatch: pytest.MonkeyPatch) -> None:
     """Short retry delays and timeouts for the SDK clients the operators, the sensor and the trigger build."""
-    from kiota_http.middleware.options import RetryHandlerOption
-    from msgraph import graph_request_adapter
-
     import airflow_provider_qconn.hooks.twilio
     import airflow_provider_qconn.operators.whatsapp
     import airflow_provider_qconn.sensors.whatsapp
+    from airflow_provider_qconn.hooks.msgraph import retry
 
-    # The hook builds its Graph client with these default options: kiota then waits 0.25 s-1.25 s, not 3 s more.
-    monkeypatch.setitem(graph_request_adapter.options, RetryHandlerOption.get_key(), RetryHandlerOption(delay=0))
+    # Graph's backoff without Retry-After: up to 0.05 s, not 2 s, before the first replay.
+    monkeypatch.setattr(retry, "BASE_DELAY", 0.05)
     for module in (
         airflow_provider_qconn.operators.whatsapp,
         airflow_provider_qconn.sensors.whatsapp,
         airflow_provider_qconn.hooks.twilio,  # the trigger imports TwilioHook from here when it runs
     ):
         monkeypatch.setattr(module, "TwilioHook", QuickTwilioHook)
-
-
-@pytest.fixture
-def variables(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """Airflow Variables (the send ledger) as a dict that outlives a try, as the metadata database does."""
-    from airflow.sdk import Variable
-
-    store: dict[str, str] = {}
-    monkeypatch.setattr(Variable, "get", staticmethod(lambda key, default=None: store.get(key, default)))
-    monkeypatch.setattr(
-        Variable, "set", staticmethod(lambda key, value, description=None: store.__setitem__(key, value))
-    )
-    monkeypatch.setattr(Variable, "delete", staticmethod(lambda key: store.pop(key)))
-    return store
 
 
 def attempt_with(run: Callable[[], Any]) -> Try:
@@ -579,7 +572,7 @@ CASES = [
 
 @pytest.mark.parametrize(("action_name", "fault", "expected"), CASES)
 def test_fault_once_leaves_no_duplicate_loses_nothing_and_ends_as_the_matrix_says(
-    sandbox_env: Sandbox, quick_clients: None, variables: dict[str, str], action_name: str, fault: str, expected: str
+    sandbox_env: Sandbox, quick_clients: None, action_name: str, fault: str, expected: str
 ) -> None:
     action = ACTION_CLASSES[action_name](sandbox_env, fault)
     action.prepare()
@@ -617,7 +610,7 @@ def test_fault_once_leaves_no_duplicate_loses_nothing_and_ends_as_the_matrix_say
 
 @pytest.mark.parametrize("case", LASTING)
 def test_a_lasting_fault_fails_the_send_naming_each_recipient_and_the_next_try_sends_each_once(
-    sandbox_env: Sandbox, quick_clients: None, variables: dict[str, str], case: str
+    sandbox_env: Sandbox, quick_clients: None, case: str
 ) -> None:
     rules, code, message, held = LASTING[case]
     for rule in rules:
@@ -625,11 +618,12 @@ def test_a_lasting_fault_fails_the_send_naming_each_recipient_and_the_next_try_s
     action = Send(sandbox_env, case)
     first_try = context("send", try_number=1)
 
-    first = attempt_with(lambda: send_operator(fail_on="error").execute(first_try))
+    ledger = MemoryStore()
+    first = attempt_with(lambda: send_operator("error", ledger).execute(first_try))
     posted(sandbox_env, len(NUMBERS))  # a slow answer is journaled when it ends
     held_after_first = {number: len(messages) for number, messages in action.stored().items()}
     sandbox_env.control.clear_faults()
-    second = attempt_with(lambda: send_operator(fail_on="error").execute(context("send", try_number=2)))
+    second = attempt_with(lambda: send_operator("error", ledger).execute(context("send", try_number=2)))
     after = action.stored()
 
     problems = []
@@ -650,8 +644,6 @@ def test_a_lasting_fault_fails_the_send_naming_each_recipient_and_the_next_try_s
         problems.append(f"the next try failed: {describe(second.error)}")
     else:
         problems.extend(Send(sandbox_env, case).tally(second.outputs).problems)
-    if variables:
-        problems.append("the ledger outlived the successful try")
     duplicates = sum(max(0, len(messages) - 1) for messages in after.values())
     lost = sum(1 for number in NUMBERS if not after[number])
     if duplicates or lost:
