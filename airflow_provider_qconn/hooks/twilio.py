@@ -415,7 +415,11 @@ class TwilioHook(BaseHook):
                 variables=item.outgoing.variables,
             )
             if isinstance(found, Failure):
-                return SendResult(recipient, code="unknown_outcome", message=found.message, unresolved=True)
+                message = (
+                    "an earlier try's message may have been sent, and Twilio could not be asked whether it was "
+                    f"({found.message})"
+                )
+                return SendResult(recipient, code="unknown_outcome", message=message, unresolved=True)
             if found is not None:
                 return SendResult(recipient, found.sid, found.status, resumed=True)
         params: dict[str, Any] = {"to": to, "content_sid": template_sid}
@@ -438,7 +442,11 @@ class TwilioHook(BaseHook):
                 client, limiter, to, started, claimed, template_sid=template_sid, variables=item.outgoing.variables
             )
             if isinstance(found, Failure):
-                return Failure("unknown_outcome", found.message)
+                return Failure(
+                    "unknown_outcome",
+                    f"the send failed ({outcome.message}): the message may have been sent, and Twilio could not "
+                    f"be asked whether it was ({found.message})",
+                )
             return outcome if found is None else found
 
         outcome = await self.retry.run(attempt)

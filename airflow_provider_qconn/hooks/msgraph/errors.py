@@ -92,11 +92,46 @@ def identity_error(error: str | None, codes: list[int], description: str, hint: 
 
 
 def unreachable(service: str, url: str, error: Exception) -> ApiError:
-    """A connection failure (retryable), with a hint when the server's certificate was not trusted."""
-    hint = ""
-    if "CERTIFICATE_VERIFY_FAILED" in str(error):
-        hint = " (a custom CA bundle goes in SSL_CERT_FILE or REQUESTS_CA_BUNDLE)"
-    return ApiError(service, None, None, f"could not reach {url}: {error}{hint}")
+    """A request that got no answer (retryable): never connected, no answer in time, or a connection that broke
+    after the request was sent; with a hint when the server's certificate was not trusted."""
+    import httpx
+
+    text = str(error) or type(error).__name__
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        return ApiError(
+            service,
+            None,
+            None,
+            f"could not reach {url}: {text} (a custom CA bundle goes in SSL_CERT_FILE or REQUESTS_CA_BUNDLE)",
+        )
+    if isinstance(error, (httpx.ConnectError, httpx.ConnectTimeout)):
+        return ApiError(service, None, None, f"could not reach {url}: {text}")
+    if isinstance(error, httpx.TimeoutException):
+        return ApiError(
+            service,
+            None,
+            "timeout",
+            f"no answer from {url} in time ({text}): the request may have taken effect; a later try repeats it safely",
+        )
+    return ApiError(
+        service,
+        None,
+        None,
+        f"the connection to {url} broke before the answer ({text}): the request may have "
+        "taken effect; a later try repeats it safely",
+    )
+
+
+def unreadable(service: str, response: httpx.Response) -> ApiError:
+    """A 2xx answer whose body is not the service's JSON, still so after every attempt (retryable)."""
+    return ApiError(
+        service,
+        response.status_code,
+        "invalid_response",
+        f"the answer could not be read ({len(response.content)} "
+        f"bytes of {response.headers.get('content-type') or 'unknown type'}): the request took effect, and a later "
+        "try repeats it safely",
+    )
 
 
 def credential_error(error: Exception) -> ApiError:

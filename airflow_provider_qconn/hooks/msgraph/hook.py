@@ -37,6 +37,7 @@ from airflow_provider_qconn.hooks.msgraph.errors import (
     credential_error,
     graph_error,
     unreachable,
+    unreadable,
 )
 from airflow_provider_qconn.hooks.msgraph.events import (
     EventDetails,
@@ -270,14 +271,14 @@ class MSGraphHook(BaseHook):
             .cancel.to_post_request_information(CancelPostRequestBody(comment=comment), self._configuration())
         )
 
-        async def took_effect(response: httpx.Response) -> bool:
-            if response.status_code == 429 or not await self._cancelled(meeting_id):
+        async def took_effect() -> bool:
+            if not await self._cancelled(meeting_id):
                 return False
             self.log.info("Event %s is cancelled: the cancel went through although its answer failed", meeting_id)
             return True
 
         try:
-            self._run(self._send(request, meeting_id=meeting_id, settled=took_effect))
+            self._run(self._send(request, meeting_id=meeting_id, settled=took_effect, read=False))
         except NonRetryableApiError as error:
             if missing_ok and error.status == 404 and error.code in ITEM_NOT_FOUND:
                 self.log.info("Event %s was not found (deleted or already cancelled): nothing to cancel", meeting_id)
@@ -344,13 +345,15 @@ class MSGraphHook(BaseHook):
         self,
         request: RequestInformation,
         meeting_id: str | None = None,
-        settled: Callable[[httpx.Response], Awaitable[bool]] | None = None,
+        settled: Callable[[], Awaitable[bool]] | None = None,
+        read: bool = True,
     ) -> Any:
-        """Send through the request adapter under the retry policy (:mod:`.retry`); Graph's JSON back, or our
-        error.
+        """Send through the request adapter under the retry policy (:mod:`.retry`); Graph's JSON back (when
+        ``read``), or our error.
 
-        ``settled`` is asked, before a replay, whether the request took effect although its answer failed: if
-        so nothing is replayed and None is returned. Without it, a replayable answer is replayed as is.
+        ``settled`` is asked, before replaying a request whose failure could have followed its taking effect
+        (anything but a 429), whether it did: if so nothing is replayed and None is returned. Without it, the
+        request is replayed as is (safe for reads, PATCHes and creates with a transactionId).
         """
         from kiota_abstractions.native_response_handler import NativeResponseHandler
         from kiota_http.middleware.options import ResponseHandlerOption, RetryHandlerOption
@@ -360,19 +363,35 @@ class MSGraphHook(BaseHook):
         try:
             async for attempt in retry.attempts():
                 with attempt:
-                    response = await self._send_once(request)
+                    try:
+                        response = await self._send_once(request)
+                    except retry.Unanswered:
+                        if settled is not None and await settled():
+                            return None
+                        raise
                     if retry.replayable(response.status_code):
-                        if settled is not None and await settled(response):
+                        if settled is not None and response.status_code != 429 and await settled():
                             return None
                         raise retry.Replay(response)
+                    if response.status_code >= 400 or not (read and response.content):
+                        break
+                    try:
+                        return json.loads(response.content)
+                    except ValueError:
+                        raise retry.Unreadable(response) from None
+        except retry.Unreadable as last:
+            raise unreadable(GRAPH, last.response) from None
         except retry.Replay as last:
             response = last.response
+        except retry.Unanswered as last:
+            raise unreachable(GRAPH, self.settings.base_url, last.error) from last.error
         if response.status_code >= 400:
             raise self._graph_error(response, meeting_id)
-        return json.loads(response.content) if response.content else None
+        return None
 
     async def _send_once(self, request: RequestInformation) -> httpx.Response:
-        """One attempt: the raw answer, or our error for a failure to sign in or to reach Graph."""
+        """One attempt: the raw answer, :class:`.retry.Unanswered` when none came, or our error for a failure to
+        sign in or to reach Graph at all."""
         import httpx
         from azure.core.exceptions import ClientAuthenticationError, ServiceRequestError
 
@@ -383,7 +402,9 @@ class MSGraphHook(BaseHook):
         except ServiceRequestError as error:  # azure-identity could not reach the authority
             raise unreachable(IDENTITY, self.settings.authority, error) from error
         except httpx.TransportError as error:
-            raise unreachable(GRAPH, self.settings.base_url, error) from error
+            if "CERTIFICATE_VERIFY_FAILED" in str(error):
+                raise unreachable(GRAPH, self.settings.base_url, error) from error
+            raise retry.Unanswered(error) from error
 
     def _graph_error(self, response: httpx.Response, meeting_id: str | None) -> ApiError:
         """Graph's error envelope as an error a DAG author can act on (see :func:`.errors.graph_error`)."""
