@@ -241,6 +241,58 @@ def message_ids(value: Any, parameter: str = "message_ids") -> list[str]:
     return items
 
 
+#: Twilio's limits on ContentVariables (its guide to variables with Content templates): at most 100 variables a
+#: template; placeholder names without spaces, at most 16 characters; values at most 1,600 characters.
+MAX_TEMPLATE_VARIABLES = 100
+MAX_PLACEHOLDER_LENGTH = 16
+MAX_VARIABLE_LENGTH = 1600
+#: WhatsApp refuses template parameters holding a newline, a tab or more than four consecutive spaces.
+_WHATSAPP_FORBIDDEN = re.compile(r"[\n\r\t]| {5,}")
+
+
+def placeholder_problem(key: str) -> str | None:
+    """Why Twilio would refuse ``key`` as a placeholder name, or None."""
+    if not key:
+        return "a placeholder name is empty"
+    if any(character.isspace() for character in key):
+        return "placeholder names have no spaces"
+    if len(key) > MAX_PLACEHOLDER_LENGTH:
+        return f"placeholder names have at most {MAX_PLACEHOLDER_LENGTH} characters, this one has {len(key)}"
+    return None
+
+
+def value_problem(value: str) -> str | None:
+    """Why Twilio would refuse ``value`` (already text) as a variable's value, or None."""
+    if not value:
+        return "the value is empty (Twilio refuses empty values with error 21656)"
+    if len(value) > MAX_VARIABLE_LENGTH:
+        return f"the value has {len(value)} characters, more than Twilio's {MAX_VARIABLE_LENGTH}"
+    forbidden = _WHATSAPP_FORBIDDEN.search(value)
+    if forbidden:
+        what = "more than four consecutive spaces" if forbidden.group().startswith(" ") else "a newline or a tab"
+        return f"the value holds {what}, which WhatsApp refuses in a template variable"
+    return None
+
+
+def variables_problem(values: Mapping[str, str], keys: Iterable[str] | None = None) -> tuple[str | None, str] | None:
+    """The first rule of Twilio's for template variables that ``values`` breaks, as (placeholder or None, why),
+    or None. Only the placeholders in ``keys`` are checked one by one (all of them by default); the count
+    always covers the whole mapping."""
+    if len(values) > MAX_TEMPLATE_VARIABLES:
+        return None, f"{len(values)} variables, more than the {MAX_TEMPLATE_VARIABLES} a template takes"
+    for key in values if keys is None else keys:
+        problem = placeholder_problem(key) or value_problem(values[key])
+        if problem:
+            return key, problem
+    return None
+
+
+def _describe(problem: tuple[str | None, str]) -> str:
+    """A broken rule in words, naming the placeholder when it is one's."""
+    key, why = problem
+    return why if key is None else f"placeholder {key!r}: {why}"
+
+
 def variable_text(value: Any, parameter: str, key: str) -> str:
     """A template variable as the text Twilio receives: strings as they are, booleans as ``true``/``false``,
     numbers as ``str()`` of them."""
@@ -269,8 +321,8 @@ def _mapping(value: Any, parameter: str, what: str) -> Mapping[Any, Any]:
     return value
 
 
-def variables(value: Any, parameter: str = "template_variables") -> dict[str, str]:
-    """A flat mapping of placeholder -> text; a JSON object string (from Jinja) is accepted."""
+def _texts(value: Any, parameter: str) -> dict[str, str]:
+    """A flat mapping of placeholder -> text, its form checked (not yet Twilio's rules)."""
     result = {}
     for key, item in _mapping(value, parameter, "placeholder to value").items():
         if not isinstance(key, (str, int)) or isinstance(key, bool) or not str(key).strip():
@@ -279,17 +331,30 @@ def variables(value: Any, parameter: str = "template_variables") -> dict[str, st
     return result
 
 
+def variables(value: Any, parameter: str = "template_variables") -> dict[str, str]:
+    """A flat mapping of placeholder -> text that Twilio accepts; a JSON object string (from Jinja) is accepted.
+
+    Raises naming ``parameter`` and the placeholder when a rule of Twilio's is broken (see
+    :func:`variables_problem`)."""
+    result = _texts(value, parameter)
+    problem = variables_problem(result)
+    if problem:
+        raise InvalidParameterError(parameter, _describe(problem))
+    return result
+
+
 def recipient_variables(
     value: Any, default_region: str | None = None, parameter: str = "recipient_variables"
 ) -> dict[str, dict[str, str]]:
-    """Per-recipient variables keyed by E.164 number."""
+    """Per-recipient variables keyed by E.164 number, in their form only: Twilio's rules are checked per
+    recipient by :func:`template_send`, on what that recipient would be sent."""
     result: dict[str, dict[str, str]] = {}
     for recipient, mapping in _mapping(value, parameter, "recipient to variables").items():
         try:
             number = phone_number(str(recipient), default_region)
         except ValueError as error:
             raise InvalidParameterError(parameter, f"{recipient!r} is not a phone number: {error}") from error
-        result[number] = {**result.get(number, {}), **variables(mapping, f"{parameter}[{recipient!r}]")}
+        result[number] = {**result.get(number, {}), **_texts(mapping, f"{parameter}[{recipient!r}]")}
     return result
 
 
@@ -351,11 +416,13 @@ def identifier(value: Any, parameter: str) -> str:
 @dataclass(frozen=True)
 class TemplateSend:
     """A WhatsApp template send, validated: the Content SID, each valid recipient's variables (E.164 ->
-    placeholder -> text, in input order) and the entries that are not phone numbers."""
+    placeholder -> text, in input order), the entries that are not phone numbers (as written, why) and the
+    recipients whose own variables break a rule of Twilio's (E.164, why)."""
 
     template_sid: str
     messages: dict[str, dict[str, str]]
     invalid: list[tuple[str, str]]
+    invalid_variables: list[tuple[str, str]]
 
 
 def template_send(
@@ -363,11 +430,24 @@ def template_send(
 ) -> TemplateSend:
     """Validate what the send operator and the notifier take (``recipients``, ``template_sid``,
     ``template_variables``, ``recipient_variables``, ``default_region``); per-recipient variables merge over
-    the common ones."""
+    the common ones.
+
+    Common variables that break a rule of Twilio's fail the whole send (InvalidParameterError naming
+    ``template_variables`` and the placeholder); a recipient whose own variables break one (or whose merged
+    variables are too many) is left out and reported in ``invalid_variables``."""
     region_code = region(default_region)
     parsed = recipients(to, region_code)
     sid = template_sid(content_sid)
     shared = variables(common)
     own = recipient_variables(personal, region_code)
-    messages = {number: {**shared, **own.get(number, {})} for number in parsed.valid}
-    return TemplateSend(sid, messages, parsed.invalid)
+    messages: dict[str, dict[str, str]] = {}
+    refused: list[tuple[str, str]] = []
+    for number in parsed.valid:
+        mine = own.get(number, {})
+        merged = {**shared, **mine}
+        problem = variables_problem(merged, mine)
+        if problem:
+            refused.append((number, f"recipient_variables[{number!r}]: {_describe(problem)}"))
+        else:
+            messages[number] = merged
+    return TemplateSend(sid, messages, parsed.invalid, refused)

@@ -17,7 +17,7 @@ class WhatsAppNotifier(BaseNotifier):
 
     >>> DAG(..., on_failure_callback=WhatsAppNotifier(
     ...     recipients="+598 99 123 456", template_sid="HX...",
-    ...     template_variables={"1": "{{ dag.dag_id }}", "2": "{{ ti.task_id if ti else '' }}"}))
+    ...     template_variables={"1": "{{ dag.dag_id }}", "2": "{{ ti.task_id if ti else 'the DAG' }}"}))
 
     The parameters and their forms are those of SendWhatsAppTemplateOperator (all templated with the callback's
     context). A callback fires once, so there is no send ledger; each recipient still gets one message, with
@@ -58,8 +58,11 @@ class WhatsAppNotifier(BaseNotifier):
         )
         if request.invalid:
             self.log.warning("Not phone numbers, not notified: %s", ", ".join(item for item, _ in request.invalid))
+        for _number, reason in request.invalid_variables:
+            self.log.warning("Not notified: %s", reason)
         if not request.messages:
-            raise InvalidParameterError("recipients", "none of the recipients is a phone number")
+            parameter = "recipients" if request.invalid else "recipient_variables"
+            raise InvalidParameterError(parameter, "none of the recipients can be sent to")
         return request.template_sid, [OutgoingMessage(number, values) for number, values in request.messages.items()]
 
     def _report(self, results: list[SendResult]) -> None:

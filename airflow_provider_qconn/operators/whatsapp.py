@@ -54,7 +54,9 @@ class SendWhatsAppTemplateOperator(BaseOperator):
     """Send a WhatsApp template message (a Twilio Content template) to each recipient.
 
     Recipients are normalised to E.164 (``default_region`` for numbers written without ``+``) and sent to once
-    each, concurrently. An unparseable number is reported in ``failed_recipients`` and not sent to. Retries are
+    each, concurrently. An unparseable number, or a recipient whose ``recipient_variables`` break a rule of
+    Twilio's (an empty value, a newline, a name with spaces ...), is reported in ``failed_recipients`` and not
+    sent to; ``template_variables`` that break one fail the task before any request. Retries are
     safe: an Airflow Variable records what this task instance sent (hashed), so no later try of it, a retry or a
     clear, sends to a recipient twice, and none skips anyone; records are pruned 30 days after their last write.
 
@@ -112,12 +114,16 @@ class SendWhatsAppTemplateOperator(BaseOperator):
         errors = [
             {"recipient": written, "code": "invalid_number", "message": f"not a phone number: {reason}"}
             for written, reason in request.invalid
+        ] + [
+            {"recipient": number, "code": "invalid_variables", "message": reason}
+            for number, reason in request.invalid_variables
         ]
-        failed = [written for written, _reason in request.invalid]
+        failed = [error["recipient"] for error in errors]
         if not request.messages:
             _push(context, self._outputs([], [], failed, errors))
+            parameter = "recipients" if request.invalid else "recipient_variables"
             raise InvalidParameterError(
-                "recipients", f"none of the {len(failed)} recipients is a phone number ({errors[0]['message']})"
+                parameter, f"none of the {len(failed)} recipients can be sent to ({errors[0]['message']})"
             )
         hook = TwilioHook(self.twilio_conn_id)
         hook.config.require_sender()

@@ -36,9 +36,11 @@ class SandboxControl:
         self._call("POST", "/seed", json=sections)
 
     def settings(self, **values: Any) -> dict[str, Any]:
-        """Read, or change, settings: status_delays, twilio_max_concurrency, twilio_unsent_placement ("first"
-        or "last"), graph_mailbox_concurrency, latency ({service: seconds}), access_token_lifetime,
-        refresh_token_lifetime, graph_deleted_transaction_ids ("released" or "kept")."""
+        """Read, or change, settings: status_delays ({status: seconds after the create} for queued, sending,
+        sent, delivered, read), twilio_max_concurrency, twilio_unsent_placement ("first" or "last"),
+        twilio_service_deferred_errors (create error codes a Messaging Service turns into failed messages),
+        graph_mailbox_concurrency, latency ({service: seconds}), access_token_lifetime, refresh_token_lifetime,
+        graph_deleted_transaction_ids ("released" or "kept")."""
         return self._call("POST", "/settings", json=values) if values else self._call("GET", "/settings")
 
     def advance_clock(self, seconds: float) -> float:

@@ -44,6 +44,12 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "twilio_max_concurrency": 100,
     #: Where Twilio's message list puts messages without a date_sent ("first" or "last"): undocumented.
     "twilio_unsent_placement": "first",
+    #: Create errors that a Messaging Service turns into failed messages instead of a 400. Twilio's support
+    #: article on undelivered messages: through a Messaging Service, "certain errors which would otherwise fail
+    #: straight away with a 400 Bad Request response will instead be accepted initially and then assigned to a
+    #: Failed message record". Here: invalid To, no permission for the region, unsubscribed, unreachable, not
+    #: a mobile number.
+    "twilio_service_deferred_errors": [21211, 21408, 21610, 21612, 21614],
     "graph_mailbox_concurrency": 4,
     "latency": {},
     # What becomes of a deleted event's transactionId (Graph's docs do not say): "released" lets a later create

@@ -16,7 +16,9 @@ Behaviour worth knowing (each from Graph's docs; see the module's tests):
   step on update and cancelled with the meeting. Only the organizer may cancel.
 - Cancel moves the event to Deleted Items: its regular id stops resolving, its immutable id still reads it
   (``isCancelled: true``); it no longer shows in lists. ``Prefer: IdType="ImmutableId"`` selects which id
-  responses carry; ``Prefer: outlook.timezone`` the zone of ``start``/``end``.
+  responses carry; ``Prefer: outlook.timezone`` the zone of ``start``/``end``. Without it, times are in UTC,
+  except in a create's answer: there they are in the zones the request gave (the create-event documentation's
+  example answers in the request's zone).
 - Where the docs give no error code (not-organizer cancel, a missing start), the sandbox answers
   ``ErrorInvalidRequest`` with the documented message or a plain one.
 """
@@ -154,6 +156,8 @@ class Preferences:
     def __init__(self, request: Request) -> None:
         values = ",".join(request.headers.getlist("prefer"))
         self.time_zone = "UTC"
+        #: Whether the request named a zone (``outlook.timezone``) for the times of the answer.
+        self.zone_preferred = False
         self.immutable_ids = False
         self.text_body = False
         applied = []
@@ -164,6 +168,7 @@ class Preferences:
             if key.strip().lower() == "outlook.timezone" and value:
                 if resolve_zone(value) is not None:
                     self.time_zone = value
+                    self.zone_preferred = True
                     applied.append(item)
             elif key.strip().lower() == "idtype" and value.lower() == "immutableid":
                 self.immutable_ids = True
@@ -429,12 +434,20 @@ def _body_preview(content: str) -> str:
     return text[:255]
 
 
-def _render(request: Request, event: dict[str, Any], prefs: Preferences, mailbox: dict[str, Any]) -> dict[str, Any]:
-    """An event as Graph returns it, in the caller's preferred id type and time zone."""
+def _render(
+    request: Request,
+    event: dict[str, Any],
+    prefs: Preferences,
+    mailbox: dict[str, Any],
+    zones: tuple[str, str] | None = None,
+) -> dict[str, Any]:
+    """An event as Graph returns it, in the caller's preferred id type and time zone (``zones``, the start's
+    and the end's, where no zone was preferred)."""
     public = {key: value for key, value in event.items() if not key.startswith("_") and key not in _PRIVATE}
     public["id"] = event["immutableId"] if prefs.immutable_ids else event["restId"]
-    public["start"] = _format_dtz(dt.datetime.fromisoformat(event["_startUtc"]), prefs.time_zone)
-    public["end"] = _format_dtz(dt.datetime.fromisoformat(event["_endUtc"]), prefs.time_zone)
+    start_zone, end_zone = zones if zones and not prefs.zone_preferred else (prefs.time_zone, prefs.time_zone)
+    public["start"] = _format_dtz(dt.datetime.fromisoformat(event["_startUtc"]), start_zone)
+    public["end"] = _format_dtz(dt.datetime.fromisoformat(event["_endUtc"]), end_zone)
     public["bodyPreview"] = _body_preview(event["body"]["content"])
     if prefs.text_body:
         public["body"] = {"contentType": "text", "content": html_to_text(event["body"]["content"])}
@@ -460,7 +473,9 @@ def _select(rendered: dict[str, Any], select: str | None) -> dict[str, Any]:
 def _event_response(
     request: Request, event: dict[str, Any], prefs: Preferences, mailbox: dict[str, Any], status: int = 200
 ) -> Response:
-    rendered = _select(_render(request, event, prefs, mailbox), request.query_params.get("$select"))
+    # A create answers, unless a zone is preferred, in the zones its request gave (the event's original ones).
+    zones = (event["originalStartTimeZone"], event["originalEndTimeZone"]) if status == 201 else None
+    rendered = _select(_render(request, event, prefs, mailbox, zones), request.query_params.get("$select"))
     headers = prefs.headers()
     if status == 201:
         headers["Location"] = f"{GRAPH_ROOT}/users('{mailbox['id']}')/events('{rendered['id']}')"

@@ -35,8 +35,8 @@ TEMPLATE_REMINDER = "HX1a2b3c4d5e6f708192a3b4c5d6e7f809"
 TEMPLATE_ORDER = "HX9f8e7d6c5b4a30291807f6e5d4c3b2a1"
 
 #: Recipients with a chosen fate, like Twilio's magic test numbers.
-INVALID_NUMBER = "+15005550001"  # refused at create: 21211
-FAILED_NUMBER = "+15005550010"  # accepted, then failed: 63016 (outside the 24 h window)
+INVALID_NUMBER = "+15005550001"  # refused at create: 21211 (through a Messaging Service: accepted, then failed)
+FAILED_NUMBER = "+15005550010"  # accepted, then failed without being sent: 63016 (outside the 24 h window)
 UNDELIVERED_NUMBER = "+15005550011"  # accepted, then undelivered: 30008 (unknown error)
 STUCK_NUMBER = "+15005550012"  # accepted and sent, never delivered
 

@@ -9,9 +9,17 @@
   ``DateSent`` (and ``<``/``>``) filters, sorted by ``date_sent``, most recent first, messages not sent yet
   first or last (the ``twilio_unsent_placement`` setting), with ``PageSize`` (1 to 1,000), ``Page`` (a page
   number) and ``PageToken`` paging.
-- Statuses advance with the sandbox clock: ``queued`` (``accepted`` via a Messaging Service) -> ``sent`` ->
-  ``delivered`` -> ``read`` after the delays in the ``status_delays`` setting; seeded numbers end
-  ``failed``/``undelivered`` with their error code, or stay ``sent``.
+- ``ContentVariables`` are held to Twilio's rules (21656): a JSON object of at most 100 strings, keys without
+  spaces of at most 16 characters, values of at most 1,600 characters, none empty (error 21656's causes), none
+  holding a newline, a tab or more than four consecutive spaces (WhatsApp's rule for template parameters).
+- Statuses advance with the sandbox clock along Twilio's path: ``accepted`` (via a Messaging Service) ->
+  ``queued`` -> ``sending`` -> ``sent`` -> ``delivered`` -> ``read``, at the delays (seconds after the create)
+  of the ``status_delays`` setting. Seeded numbers end ``undelivered`` (after ``sent``), ``failed`` (instead
+  of ``sent``: never sent, so no ``date_sent`` and no ``price``) or stay ``sent``.
+- Through a Messaging Service, the create errors listed in the ``twilio_service_deferred_errors`` setting
+  (invalid or unreachable recipients) are not answered with a 400: the message is created ``accepted`` and
+  turns ``failed`` with that error code, as Twilio's support article on undelivered messages describes.
+  Authentication (20003), throttling (20429) and content errors (21655, 21656) still come back at once.
 - ``GET /v1/Content/{Sid}`` and ``GET /v1/Content`` list the seeded templates.
 - More than ``twilio_max_concurrency`` requests in flight at once get 429 with code 20429 (the control
   middleware counts them).
@@ -33,15 +41,26 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from airflow_provider_qconn.sandbox.common import json_response, random_hex, rfc2822, state_of
+from airflow_provider_qconn.sandbox.control import DEFAULT_SETTINGS
 from airflow_provider_qconn.sandbox.state import State
 
-DEFAULT_STATUS_DELAYS = {"sent": 1.0, "delivered": 2.0, "read": 4.0}
+#: Seconds after the create at which a message reaches each status (``queued`` only after ``accepted``).
+DEFAULT_STATUS_DELAYS = {"queued": 0.25, "sending": 0.5, "sent": 1.0, "delivered": 2.0, "read": 4.0}
+_STEPS = ("queued", "sending", "sent", "delivered", "read")
+#: Twilio's limits on ContentVariables (its guide to variables with Content templates, error 21656's page)
+#: and WhatsApp's rule for template parameters (no newline, no tab, at most four consecutive spaces).
+MAX_CONTENT_VARIABLES = 100
+MAX_VARIABLE_KEY_LENGTH = 16
+MAX_VARIABLE_VALUE_LENGTH = 1600
+_WHATSAPP_FORBIDDEN = re.compile(r"[\n\r\t]| {5,}")
 _ERROR_MESSAGES = {
+    21211: "Invalid 'To' Phone Number",
     30008: "Unknown error",
     63016: "Failed to send freeform message because you are outside the allowed window. If you are using "
     "WhatsApp, please use a Message Template.",
 }
 _API_VERSION = "2010-04-01"
+DEFERRED_ERRORS = "twilio_service_deferred_errors"
 
 
 class TwilioError(Exception):
@@ -120,15 +139,41 @@ def _valid_e164(number: str) -> bool:
     return phonenumbers.is_possible_number(parsed)
 
 
+def _delays(state: State) -> dict[str, float]:
+    """When each status is reached, in seconds after the create: the ``status_delays`` setting, and for the
+    steps it leaves out their defaults, moved so that no step comes before an earlier one."""
+    given = {step: float(delay) for step, delay in state.get_setting("status_delays", {}).items()}
+    delays: dict[str, float] = {}
+    for index, step in enumerate(_STEPS):
+        earliest = max([delays[earlier] for earlier in _STEPS[:index]], default=0.0)
+        if step in given:
+            delays[step] = max(given[step], earliest)
+            continue
+        latest = min([given[later] for later in _STEPS[index + 1 :] if later in given], default=float("inf"))
+        delays[step] = max(min(DEFAULT_STATUS_DELAYS[step], latest), earliest)
+    return delays
+
+
 def _timeline(state: State, message: dict[str, Any]) -> list[tuple[float, str]]:
-    """The (time, status) steps of a message, from its creation to its final status."""
-    delays = {**DEFAULT_STATUS_DELAYS, **state.get_setting("status_delays", {})}
+    """The (time, status) steps of a message, from its creation to its final status.
+
+    Twilio's path: accepted (Messaging Service) -> queued -> sending -> sent -> delivered -> read, or
+    undelivered after sent. ``failed`` means the message could not be sent: it comes instead of ``sent``.
+    """
+    delays = _delays(state)
     created = message["_created"]
     steps = [(created, message["_initial_status"])]
     fate = message.get("_fate") or {}
+    if fate.get("deferred"):  # refused, but through a Messaging Service: accepted, then failed
+        return [*steps, (created + delays["queued"], "failed")]
     final = fate.get("final_status", "read")
+    if message["_initial_status"] == "accepted":
+        steps.append((created + delays["queued"], "queued"))
+    steps.append((created + delays["sending"], "sending"))
+    if final == "failed":
+        return [*steps, (created + delays["sent"], "failed")]
     steps.append((created + delays["sent"], "sent"))
-    if final in ("failed", "undelivered"):
+    if final == "undelivered":
         steps.append((created + delays["delivered"], final))
     elif final in ("delivered", "read"):
         steps.append((created + delays["delivered"], "delivered"))
@@ -157,11 +202,32 @@ def render_message(state: State, message: dict[str, Any], now: float | None = No
             "date_updated": rfc2822(updated),
             "date_sent": rfc2822(sent_at),
             "error_code": fate.get("error_code") if failed else None,
-            "error_message": _ERROR_MESSAGES.get(fate.get("error_code")) if failed else None,
+            "error_message": (fate.get("error_message") or _ERROR_MESSAGES.get(fate.get("error_code")))
+            if failed
+            else None,
             "price": "-0.00500" if sent_at is not None else None,
         }
     )
     return public
+
+
+def _content_variables(text: str | None) -> dict[str, str]:
+    """``ContentVariables`` read and held to Twilio's rules; 21656 for any broken one."""
+    invalid = TwilioError(400, 21656, "The ContentVariables Parameter is invalid.")
+    try:
+        variables = json.loads(text or "{}")
+    except ValueError as error:
+        raise invalid from error
+    if not isinstance(variables, dict) or len(variables) > MAX_CONTENT_VARIABLES:
+        raise invalid
+    for key, value in variables.items():
+        if not key or any(c.isspace() for c in key) or len(key) > MAX_VARIABLE_KEY_LENGTH:
+            raise invalid
+        if not isinstance(value, str) or not value or len(value) > MAX_VARIABLE_VALUE_LENGTH:
+            raise invalid
+        if _WHATSAPP_FORBIDDEN.search(value):
+            raise invalid
+    return variables
 
 
 def _render_template(template: dict[str, Any], variables: dict[str, str]) -> str:
@@ -193,14 +259,22 @@ async def create_message(request: Request, state: State, account: dict[str, Any]
     to_channel, to_number = _address(to)
     from_channel, _from_number = _address(sender)
     fate = state.doc("SELECT doc FROM numbers WHERE number = ?", (to_number,)) or {}
-    if fate.get("create_error") == 21211 or not _valid_e164(to_number):
-        raise TwilioError(400, 21211, f"Invalid 'To' Phone Number: {to_number}")
-    if to_channel != from_channel:
-        raise TwilioError(400, 21910, "Invalid From and To pair. From and To should be of the same channel")
-    if sender not in account["senders"]:
-        raise TwilioError(400, 63007, "Twilio could not find a Channel with the specified From address")
-    if fate.get("create_error"):
-        raise TwilioError(400, int(fate["create_error"]), fate.get("message", "The message could not be created."))
+    deferrable = set(state.get_setting(DEFERRED_ERRORS, DEFAULT_SETTINGS[DEFERRED_ERRORS]))
+    deferred: TwilioError | None = None
+    try:
+        if fate.get("create_error") == 21211 or not _valid_e164(to_number):
+            raise TwilioError(400, 21211, f"Invalid 'To' Phone Number: {to_number}")
+        if to_channel != from_channel:
+            raise TwilioError(400, 21910, "Invalid From and To pair. From and To should be of the same channel")
+        if sender not in account["senders"]:
+            raise TwilioError(400, 63007, "Twilio could not find a Channel with the specified From address")
+        if fate.get("create_error"):
+            code = int(fate["create_error"])
+            raise TwilioError(400, code, fate.get("message", "The message could not be created."))
+    except TwilioError as error:
+        if not (service_sid and error.code in deferrable):
+            raise
+        deferred = error  # a Messaging Service accepts the message and fails it later
     content_sid = fields.get("ContentSid")
     body = fields.get("Body")
     if content_sid:
@@ -209,13 +283,7 @@ async def create_message(request: Request, state: State, account: dict[str, Any]
         )
         if template is None:
             raise TwilioError(400, 21655, "The ContentSid is Invalid.")
-        try:
-            variables = json.loads(fields.get("ContentVariables") or "{}")
-        except ValueError as error:
-            raise TwilioError(400, 21656, "The ContentVariables Parameter is invalid.") from error
-        if not isinstance(variables, dict) or not all(isinstance(v, str) for v in variables.values()):
-            raise TwilioError(400, 21656, "The ContentVariables Parameter is invalid.")
-        body = _render_template(template, variables)
+        body = _render_template(template, _content_variables(fields.get("ContentVariables")))
     elif not body and "MediaUrl" not in fields:
         raise TwilioError(400, 21619, "A text message body or media urls must be specified.")
     now = state.now()
@@ -238,7 +306,13 @@ async def create_message(request: Request, state: State, account: dict[str, Any]
         "uri": f"{root}.json",
         "_created": now,
         "_initial_status": "accepted" if service_sid else "queued",
-        "_fate": fate,
+        "_fate": fate
+        if deferred is None
+        else {
+            "deferred": True,
+            "error_code": deferred.code,
+            "error_message": _ERROR_MESSAGES.get(deferred.code, deferred.message),
+        },
         "_content_sid": content_sid,
         "_content_variables": fields.get("ContentVariables"),
     }

@@ -75,16 +75,16 @@ def test_create_message(sandbox: Sandbox, twilio: httpx.Client) -> None:
 
 
 def test_fetch_message_as_its_status_advances(sandbox: Sandbox, twilio: httpx.Client) -> None:
-    sandbox.control.settings(status_delays={"sent": 100, "delivered": 200, "read": 400})
+    sandbox.control.settings(status_delays={"sending": 50, "sent": 100, "delivered": 200, "read": 400})
     recipients = [CUSTOMER, f"whatsapp:{seed.FAILED_NUMBER}", f"whatsapp:{seed.UNDELIVERED_NUMBER}"]
     sids = [send_template(twilio, to)["sid"] for to in recipients]
     seen = set()
-    for advance in (0, 150, 100, 250):
+    for advance in (0, 75, 75, 100, 250):
         sandbox.control.advance_clock(advance)
         for sid in sids:
             response = twilio.get(f"/2010-04-01/Accounts/{seed.ACCOUNT_SID}/Messages/{sid}.json")
             seen.add(response.json()["status"])
-    assert seen == {"queued", "sent", "delivered", "read", "failed", "undelivered"}
+    assert seen == {"queued", "sending", "sent", "delivered", "read", "failed", "undelivered"}
 
     assert check_journal(sandbox.control.journal(), KNOWN_DEVIATIONS) == set()
 

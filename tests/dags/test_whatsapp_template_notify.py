@@ -27,7 +27,7 @@ def xcom(run, task_id: str, key: str = "return_value"):
 
 def test_reminder_goes_to_the_valid_numbers_and_the_typo_is_followed_up(sandbox_env):
     # Statuses advance with the clock; hold them at "queued" however slowly the DAG runs.
-    sandbox_env.control.settings(status_delays={"sent": 3600, "delivered": 7200, "read": 10800})
+    sandbox_env.control.settings(status_delays={"sending": 3600, "sent": 7200, "delivered": 10800, "read": 14400})
     run = load_dag().test()
     states = {ti.task_id: ti.state for ti in run.get_task_instances()}
     assert states == {

@@ -63,14 +63,14 @@ def test_template_message_life_cycle(sandbox: Sandbox, twilio_client: Any) -> No
     assert create["headers"]["content-type"] == "application/x-www-form-urlencoded"
     assert create["headers"]["authorization"] == "Basic ***"
 
-    # Slow delays, so that the machine's own slowness never moves a status on: sent at 100 s, delivered
-    # at 200 s, read at 400 s of sandbox time.
-    sandbox.control.settings(status_delays={"sent": 100, "delivered": 200, "read": 400})
+    # Slow delays, so that the machine's own slowness never moves a status on: sending at 100 s, sent at
+    # 200 s, delivered at 300 s, read at 400 s of sandbox time.
+    sandbox.control.settings(status_delays={"sending": 100, "sent": 200, "delivered": 300, "read": 400})
     statuses = [twilio_client.messages(message.sid).fetch().status]
-    for seconds in (100, 100, 200):
-        sandbox.control.advance_clock(seconds)
+    for _ in range(4):
+        sandbox.control.advance_clock(100)
         statuses.append(twilio_client.messages(message.sid).fetch().status)
-    assert statuses == ["queued", "sent", "delivered", "read"]
+    assert statuses == ["queued", "sending", "sent", "delivered", "read"]
 
     read = twilio_client.messages(message.sid).fetch()
     assert read.date_sent is not None

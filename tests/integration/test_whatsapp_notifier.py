@@ -50,3 +50,12 @@ def test_a_notification_that_reaches_nobody_raises(sandbox_env):
 
 def test_the_notifier_is_registered_with_airflow():
     assert get_provider_info()["notifications"] == [f"{WhatsAppNotifier.__module__}.{WhatsAppNotifier.__name__}"]
+
+
+def test_variables_twilio_would_refuse_are_caught_before_any_request(sandbox_env):
+    notifier(recipient_variables={"+34612345678": {"2": "   "}, "+59899123456": {"1": ""}})({"dag_run_id": "r"})
+    assert list(sent_variables(sandbox_env)) == ["whatsapp:+34612345678"]
+    sandbox_env.control.clear_journal()
+    with pytest.raises(InvalidParameterError, match=r"^template_variables: placeholder '2': the value is empty"):
+        notifier(template_variables={"1": "on-call", "2": ""})({"dag_run_id": "r"})
+    assert sandbox_env.control.journal() == []

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 from collections import Counter
 from typing import Any
 
@@ -16,6 +17,7 @@ from airflow_provider_qconn.exceptions import InvalidParameterError, QconnError
 from airflow_provider_qconn.ledger import MemoryStore
 from airflow_provider_qconn.operators.whatsapp import GetMessageStatusOperator, SendWhatsAppTemplateOperator
 from airflow_provider_qconn.sandbox import seed
+from airflow_provider_qconn.sensors.whatsapp import MessageNotDeliveredError, WhatsAppDeliverySensor
 
 NUMBERS = ["+59899120001", "+59899120002", "+59899120003", "+59899120004"]
 
@@ -94,6 +96,43 @@ def test_unparseable_and_refused_numbers_are_reported(sandbox_env, variables):
         ("call me", "invalid_number"),
         (seed.INVALID_NUMBER, 21211),
     ]
+
+
+def test_a_recipients_own_invalid_variables_fail_that_recipient_alone(sandbox_env, variables):
+    outputs = run(
+        send_operator(
+            recipients=NUMBERS[:3],
+            template_variables={"1": "there"},
+            recipient_variables={NUMBERS[1]: {"1": ""}, NUMBERS[2]: {"2": "two\nlines"}},
+        )
+    )
+    assert outputs["result"] == "PartiallySent"
+    assert outputs["sent_recipients"] == [NUMBERS[0]]
+    assert outputs["failed_recipients"] == NUMBERS[1:3]
+    assert [(e["recipient"], e["code"]) for e in outputs["errors"]] == [
+        (NUMBERS[1], "invalid_variables"),
+        (NUMBERS[2], "invalid_variables"),
+    ]
+    assert "placeholder '1': the value is empty" in outputs["errors"][0]["message"]
+    assert [m["to"] for m in sandbox_env.control.messages()] == [f"whatsapp:{NUMBERS[0]}"]
+
+
+@pytest.mark.parametrize(
+    ("template_variables", "match"),
+    [
+        ({"1": "Ana", "2": ""}, "placeholder '2': the value is empty"),
+        ({"first name": "Ana"}, "placeholder 'first name': placeholder names have no spaces"),
+        ({str(n): "x" for n in range(101)}, "101 variables"),
+        ({"1": "x" * 1601}, "placeholder '1': the value has 1601 characters"),
+        ({"1": "a\tb"}, "placeholder '1': the value holds a newline or a tab"),
+    ],
+)
+def test_common_variables_twilio_would_refuse_fail_the_task_before_any_request(
+    sandbox_env, variables, template_variables, match
+):
+    with pytest.raises(InvalidParameterError, match=rf"^template_variables: {match}"):
+        run(send_operator(recipients=NUMBERS[:2], template_variables=template_variables))
+    assert sandbox_env.control.journal() == []
 
 
 def test_nothing_valid_fails_before_any_request_and_pushes_outputs(sandbox_env, variables):
@@ -185,3 +224,29 @@ def test_template_fields_cover_every_parameter():
     for operator_class in (SendWhatsAppTemplateOperator, GetMessageStatusOperator):
         parameters = set(inspect.signature(operator_class.__init__).parameters) - {"self", "kwargs"}
         assert set(operator_class.template_fields) == parameters, operator_class.__name__
+
+
+@pytest.fixture
+def service_conn_id(sandbox_env, monkeypatch) -> str:
+    """A connection that sends through the seeded Messaging Service instead of a sender number."""
+    conn = json.loads(os.environ["AIRFLOW_CONN_QCONN_TWILIO_DEFAULT"])
+    conn["extra"] = {"messaging_service_sid": seed.MESSAGING_SERVICE_SID, "base_url": conn["extra"]["base_url"]}
+    monkeypatch.setenv("AIRFLOW_CONN_QCONN_TWILIO_SERVICE", json.dumps(conn))
+    return "qconn_twilio_service"
+
+
+def test_through_a_messaging_service_an_invalid_recipient_fails_after_the_send(sandbox_env, variables, service_conn_id):
+    # Twilio accepts the create and fails the message later: the send reports Sent, the status and the sensor
+    # report the failure with Twilio's code.
+    outputs = run(send_operator(recipients=[NUMBERS[0], seed.INVALID_NUMBER], twilio_conn_id=service_conn_id))
+    assert outputs["result"] == "Sent" and outputs["failed_recipients"] == []
+    sandbox_env.control.advance_clock(10)
+    statuses = run(GetMessageStatusOperator(task_id="status", message_ids=outputs["sent_message_ids"]))
+    assert statuses["statuses"] == ["read", "failed"]
+    assert (statuses["details"][1]["to"], statuses["details"][1]["error_code"]) == (seed.INVALID_NUMBER, 21211)
+    sensor = WhatsAppDeliverySensor(
+        task_id="wait", message_ids=outputs["sent_message_ids"], twilio_conn_id=service_conn_id
+    )
+    with pytest.raises(MessageNotDeliveredError, match="21211") as caught:
+        sensor.poke({"ti": FakeTaskInstance()})
+    assert caught.value.code == 21211

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from zoneinfo import ZoneInfo
 
 import phonenumbers
@@ -170,18 +171,57 @@ def test_variables_are_sent_as_text():
         normalise.variables(["a"])
 
 
-@given(st.dictionaries(st.text(min_size=1).filter(str.strip), st.one_of(st.text(), st.integers(), st.booleans())))
-def test_variables_always_become_strings(mapping):
-    result = normalise.variables(mapping)
-    assert all(isinstance(value, str) for value in result.values())
-    assert len(result) <= len(mapping)
+@pytest.mark.parametrize(
+    ("variables", "match"),
+    [
+        ({str(n): "x" for n in range(1, 102)}, "101 variables, more than the 100"),
+        ({"1": "x" * 1601}, "placeholder '1': the value has 1601 characters, more than Twilio's 1600"),
+        ({"first name": "Ana"}, "placeholder 'first name': placeholder names have no spaces"),
+        ({"a" * 17: "Ana"}, "placeholder 'aaaaaaaaaaaaaaaaa': placeholder names have at most 16 characters"),
+        ({"1": ""}, "placeholder '1': the value is empty"),
+        ({"1": "two\nlines"}, "placeholder '1': the value holds a newline or a tab"),
+        ({"1": "a\tb"}, "placeholder '1': the value holds a newline or a tab"),
+        ({"1": "a     b"}, "placeholder '1': the value holds more than four consecutive spaces"),
+    ],
+)
+def test_variables_twilio_refuses_fail_naming_the_parameter_and_the_placeholder(variables, match):
+    with pytest.raises(InvalidParameterError, match=rf"^template_variables: {re.escape(match)}"):
+        normalise.variables(variables)
 
 
-def test_recipient_variables_are_keyed_by_e164():
-    result = normalise.recipient_variables({"099 123 456": {"1": "Ana"}}, default_region="UY")
-    assert result == {"+59899123456": {"1": "Ana"}}
-    with pytest.raises(InvalidParameterError, match=r"^recipient_variables: 'x' is not a phone number"):
-        normalise.recipient_variables({"x": {}})
+def test_variables_at_twilios_limits_are_accepted():
+    at_limits = {str(n): "x" for n in range(1, 100)} | {"a" * 16: "y" * 1595 + "    z"}
+    assert normalise.variables(at_limits) == at_limits
+
+
+def test_a_recipient_whose_own_variables_break_a_rule_is_left_out_alone():
+    request = normalise.template_send(
+        "+59899123456; +34612345678; +59899654321",
+        "HX" + "a" * 32,
+        {"1": "there"},
+        {"+34612345678": {"1": ""}, "+59899654321": {"first name": "Bruno"}},
+    )
+    assert list(request.messages) == ["+59899123456"]
+    assert request.invalid_variables == [
+        ("+34612345678", "recipient_variables['+34612345678']: placeholder '1': the value is empty (Twilio "
+         "refuses empty values with error 21656)"),
+        ("+59899654321", "recipient_variables['+59899654321']: placeholder 'first name': placeholder names have "
+         "no spaces"),
+    ]  # fmt: skip
+
+
+def test_common_variables_that_break_a_rule_fail_the_send_even_where_a_recipient_overrides_them():
+    with pytest.raises(InvalidParameterError, match=r"^template_variables: placeholder '2': the value is empty"):
+        normalise.template_send("+59899123456", "HX" + "a" * 32, {"1": "x", "2": ""}, {"+59899123456": {"2": "y"}})
+
+
+def test_too_many_variables_once_merged_fail_that_recipient():
+    common = {str(n): "x" for n in range(1, 100)}
+    request = normalise.template_send(
+        "+59899123456; +34612345678", "HX" + "a" * 32, common, {"+34612345678": {"extra1": "a", "extra2": "b"}}
+    )
+    assert list(request.messages) == ["+59899123456"]
+    assert request.invalid_variables[0][1].endswith("101 variables, more than the 100 a template takes")
 
 
 def test_region_is_checked():

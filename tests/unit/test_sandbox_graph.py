@@ -224,7 +224,10 @@ def test_windows_time_zones_and_prefer_outlook_timezone(client):
         start={"dateTime": "2030-07-01T09:00:00", "timeZone": "Pacific Standard Time"},
         end={"dateTime": "2030-07-01T10:00:00", "timeZone": "Pacific Standard Time"},
     )
-    assert event["start"]["dateTime"].startswith("2030-07-01T16:00:00")  # PDT is UTC-7
+    # A create without Prefer answers in the zone of its request, as Graph's create-event example does.
+    assert event["start"] == {"dateTime": "2030-07-01T09:00:00.0000000", "timeZone": "Pacific Standard Time"}
+    read = client.get(f"/v1.0/me/events/{event['id']}", headers=headers).json()
+    assert read["start"] == {"dateTime": "2030-07-01T16:00:00.0000000", "timeZone": "UTC"}  # PDT is UTC-7
     local = client.get(
         f"/v1.0/me/events/{event['id']}", headers={**headers, "Prefer": 'outlook.timezone="Europe/Madrid"'}
     )
@@ -325,3 +328,17 @@ def test_mailbox_concurrency_limit_answers_application_throttled(client):
     assert response.status_code == 429
     assert response.json()["error"]["code"] == "ApplicationThrottled"
     assert response.headers["retry-after"] == "1"
+
+
+def test_a_create_answers_in_each_of_its_requests_zones_unless_a_zone_is_preferred(client):
+    headers = delegated(client)
+    times = {
+        "start": {"dateTime": "2030-07-01T09:00:00", "timeZone": "Europe/Madrid"},
+        "end": {"dateTime": "2030-07-01T18:00:00", "timeZone": "Tokyo Standard Time"},
+    }
+    event = create(client, headers, **times)
+    assert event["start"] == {"dateTime": "2030-07-01T09:00:00.0000000", "timeZone": "Europe/Madrid"}
+    assert event["end"] == {"dateTime": "2030-07-01T18:00:00.0000000", "timeZone": "Tokyo Standard Time"}
+    preferred = create(client, {**headers, "Prefer": 'outlook.timezone="UTC"'}, **times)
+    assert preferred["start"] == {"dateTime": "2030-07-01T07:00:00.0000000", "timeZone": "UTC"}
+    assert preferred["end"] == {"dateTime": "2030-07-01T09:00:00.0000000", "timeZone": "UTC"}

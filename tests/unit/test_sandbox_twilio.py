@@ -42,15 +42,54 @@ def test_template_message_is_rendered_and_queued(client):
     assert message["to"] == "whatsapp:+59899123456" and message["from"] == SENDER
 
 
-def test_status_advances_with_the_clock(client):
-    client.post("/_sandbox/settings", json={"status_delays": {"sent": 100, "delivered": 200, "read": 400}})
+SLOW = {"sending": 100, "sent": 200, "delivered": 300, "read": 400}
+
+
+def statuses_over_time(client: TestClient, sid: str, steps: int) -> list[dict]:
+    """The message at the sandbox's current time, then after each of ``steps`` advances of 100 s."""
+    seen = [status_of(client, sid)]
+    for _ in range(steps):
+        client.post("/_sandbox/clock", json={"advance": 100})
+        seen.append(status_of(client, sid))
+    return seen
+
+
+def test_status_follows_twilios_path_with_the_clock(client):
+    client.post("/_sandbox/settings", json={"status_delays": SLOW})
     _, message = send(client)
-    seen = []
-    for step in (0, 100, 100, 200):
-        client.post("/_sandbox/clock", json={"advance": step})
-        seen.append(status_of(client, message["sid"])["status"])
-    assert seen == ["queued", "sent", "delivered", "read"]
-    assert status_of(client, message["sid"])["date_sent"] is not None
+    seen = statuses_over_time(client, message["sid"], 4)
+    assert [m["status"] for m in seen] == ["queued", "sending", "sent", "delivered", "read"]
+    assert [m["date_sent"] is not None for m in seen] == [False, False, True, True, True]
+
+
+def test_a_messaging_service_message_goes_from_accepted_to_queued(client):
+    delays = {"queued": 100, "sending": 200, "sent": 300, "delivered": 400, "read": 500}
+    client.post("/_sandbox/settings", json={"status_delays": delays})
+    fields = {"To": "whatsapp:+59899123456", "MessagingServiceSid": seed.MESSAGING_SERVICE_SID}
+    message = client.post(MESSAGES, auth=AUTH, data={**fields, "ContentSid": seed.TEMPLATE_REMINDER}).json()
+    seen = statuses_over_time(client, message["sid"], 5)
+    assert [m["status"] for m in seen] == ["accepted", "queued", "sending", "sent", "delivered", "read"]
+
+
+def test_failed_means_never_sent_and_undelivered_comes_after_sent(client):
+    # Twilio: failed = the message could not be sent (no date_sent, not charged); undelivered = sent, then lost.
+    client.post("/_sandbox/settings", json={"status_delays": SLOW})
+    failed = statuses_over_time(client, send(client, to=f"whatsapp:{seed.FAILED_NUMBER}")[1]["sid"], 4)
+    assert [m["status"] for m in failed] == ["queued", "sending", "failed", "failed", "failed"]
+    assert all(m["date_sent"] is None and m["price"] is None for m in failed)
+    assert failed[-1]["error_code"] == 63016 and failed[-1]["error_message"].startswith("Failed to send")
+    lost = statuses_over_time(client, send(client, to=f"whatsapp:{seed.UNDELIVERED_NUMBER}")[1]["sid"], 4)
+    assert [m["status"] for m in lost] == ["queued", "sending", "sent", "undelivered", "undelivered"]
+    assert lost[-1]["date_sent"] is not None and lost[-1]["price"] is not None and lost[-1]["error_code"] == 30008
+
+
+def test_delays_left_out_of_the_setting_never_come_before_a_given_one(client):
+    client.post("/_sandbox/settings", json={"status_delays": {"sent": 100}})
+    _, message = send(client)
+    client.post("/_sandbox/clock", json={"advance": 50})
+    assert status_of(client, message["sid"])["status"] == "sending"
+    client.post("/_sandbox/clock", json={"advance": 50})
+    assert status_of(client, message["sid"])["status"] == "read"
 
 
 @pytest.mark.parametrize(
@@ -67,6 +106,69 @@ def test_seeded_numbers_meet_their_fate(client, number, final, code):
     fetched = status_of(client, message["sid"])
     assert fetched["status"] == final
     assert fetched["error_code"] == code
+
+
+def send_via_service(client: TestClient, to: str, **fields) -> tuple[int, dict]:
+    data = {"To": to, "MessagingServiceSid": seed.MESSAGING_SERVICE_SID, "ContentSid": seed.TEMPLATE_REMINDER}
+    response = client.post(MESSAGES, auth=AUTH, data={**data, **fields})
+    return response.status_code, response.json()
+
+
+@pytest.mark.parametrize("to", [f"whatsapp:{seed.INVALID_NUMBER}", "whatsapp:12"])
+def test_a_messaging_service_accepts_an_invalid_recipient_and_fails_the_message_later(client, to):
+    status, message = send_via_service(client, to)
+    assert (status, message["status"], message["error_code"]) == (201, "accepted", None)
+    client.post("/_sandbox/clock", json={"advance": 60})
+    failed = status_of(client, message["sid"])
+    assert (failed["status"], failed["error_code"]) == ("failed", 21211)
+    assert failed["error_message"] == "Invalid 'To' Phone Number"
+    assert failed["date_sent"] is None and failed["price"] is None
+
+
+def test_which_errors_a_messaging_service_defers_is_a_setting(client):
+    client.post("/_sandbox/seed", json={"numbers": [{"number": "+15005550020", "create_error": 21610}]})
+    assert send_via_service(client, "whatsapp:+15005550020")[0] == 201
+    client.post("/_sandbox/settings", json={"twilio_service_deferred_errors": [21610]})
+    assert send_via_service(client, f"whatsapp:{seed.INVALID_NUMBER}")[1]["code"] == 21211
+    assert send_via_service(client, "whatsapp:+15005550020")[0] == 201
+    client.post("/_sandbox/settings", json={"twilio_service_deferred_errors": []})
+    assert send_via_service(client, "whatsapp:+15005550020")[1]["code"] == 21610
+
+
+def test_a_messaging_service_still_refuses_at_once_content_and_authentication_errors(client):
+    invalid = f"whatsapp:{seed.INVALID_NUMBER}"
+    assert send_via_service(client, invalid, ContentVariables=json.dumps({"1": ""}))[1]["code"] == 21656
+    assert send_via_service(client, invalid, ContentSid="HX" + "0" * 32)[1]["code"] == 21655
+    data = {"To": invalid, "MessagingServiceSid": seed.MESSAGING_SERVICE_SID, "ContentSid": seed.TEMPLATE_REMINDER}
+    assert client.post(MESSAGES, auth=(seed.ACCOUNT_SID, "wrong"), data=data).json()["code"] == 20003
+    assert client.get("/_sandbox/twilio/messages").json()["messages"] == []
+
+
+def test_without_a_messaging_service_an_invalid_recipient_is_refused_at_once(client):
+    assert send(client, to=f"whatsapp:{seed.INVALID_NUMBER}")[1]["code"] == 21211
+
+
+@pytest.mark.parametrize(
+    "variables",
+    [
+        {str(n): "x" for n in range(1, 102)},
+        {"1": "x" * 1601},
+        {"first name": "Ana"},
+        {"a" * 17: "Ana"},
+        {"1": ""},
+        {"1": "two\nlines"},
+        {"1": "a\tb"},
+        {"1": "a     b"},
+    ],
+)
+def test_content_variables_twilio_refuses_are_21656(client, variables):
+    status, body = send(client, ContentVariables=json.dumps(variables))
+    assert (status, body["code"], body["message"]) == (400, 21656, "The ContentVariables Parameter is invalid.")
+
+
+def test_content_variables_at_twilios_limits_are_accepted(client):
+    at_limits = {str(n): "x" for n in range(1, 100)} | {"a" * 16: "y" * 1595 + "    z"}
+    assert send(client, ContentVariables=json.dumps(at_limits))[0] == 201
 
 
 def test_messaging_service_starts_accepted(client):
