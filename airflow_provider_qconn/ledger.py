@@ -5,7 +5,8 @@ that task instance, so concurrent runs and mapped instances never read-modify-wr
 record outlives the task's success: a retry, a clear or a task killed after ``execute()`` returned finds
 every recipient it sent to and sends nothing again. Records of the task's other map indexes in the same run
 are read too (never written), so a recipient that moved to another chunk when an upstream task was cleared
-and re-chunked the list is not messaged twice. Records are pruned :data:`RETENTION` after their last write.
+and re-chunked the list is not sent the same content twice (another map index may send the same person other
+content: a reminder of another meeting). Records are pruned :data:`RETENTION` after their last write.
 
 Phone numbers are personal data: a record keeps a keyed hash of each recipient and of what it was sent
 (HMAC-SHA256 with the Twilio Auth Token, truncated), never the number or the variables, next to the message
@@ -165,9 +166,11 @@ class SendLedger:
         self._sent: dict[str, list[str]] = {}
         #: hashed recipient -> [when the first send began, when the latest began, hashed content]
         self._in_flight: dict[str, list[Any]] = {}
-        #: What the other map indexes of this task in this run recorded (read-only here).
-        self._sibling_sent: dict[str, list[str]] = {}
-        self._sibling_in_flight: dict[str, list[Any]] = {}
+        #: What the other map indexes of this task in this run recorded (read-only here), by hashed recipient and
+        #: hashed content: another map index may rightly send the same person other content (another meeting's
+        #: reminder), so only the same content counts as already sent.
+        self._sibling_sent: dict[tuple[str, str], str] = {}
+        self._sibling_in_flight: dict[tuple[str, str], list[Any]] = {}
         #: When sends recorded under another Auth Token happened: such entries cannot be matched, so every
         #: recipient not otherwise known counts as in flight over this window.
         self.unreadable: Window | None = None
@@ -204,8 +207,10 @@ class SendLedger:
                 self._sent.update(record.get("sent", {}))
                 self._in_flight.update(record.get("in_flight", {}))
         elif readable:
-            self._sibling_sent.update(record.get("sent", {}))
-            self._sibling_in_flight.update(record.get("in_flight", {}))
+            for key, (sid, content) in record.get("sent", {}).items():
+                self._sibling_sent[(key, content)] = sid
+            for key, entry in record.get("in_flight", {}).items():
+                self._sibling_in_flight[(key, str(entry[2]) if len(entry) > 2 else "")] = entry
 
     def _hash(self, text: str, length: int) -> str:
         return hmac.new(self._secret, text.encode(), hashlib.sha256).hexdigest()[:length]
@@ -217,17 +222,22 @@ class SendLedger:
         """A keyed hash of what a recipient is sent (template and variables), to tell a changed input apart."""
         return self._hash(template_sid + "\x1f" + json.dumps(dict(variables), sort_keys=True), 16)
 
-    def sent_message(self, recipient: str) -> tuple[str, str] | None:
-        """(message SID, hashed content) of what was already sent to a recipient by any try, or None."""
+    def sent_message(self, recipient: str, content: str) -> tuple[str, str] | None:
+        """(message SID, hashed content) of what this task instance already sent to a recipient (whatever the
+        content), or what another map index sent it with this very ``content``; None when neither."""
         key = self._recipient(recipient)
-        entry = self._sent.get(key) or self._sibling_sent.get(key)
-        return (entry[0], entry[1]) if entry else None
+        entry = self._sent.get(key)
+        if entry:
+            return (entry[0], entry[1])
+        sid = self._sibling_sent.get((key, content))
+        return (sid, content) if sid else None
 
-    def in_flight(self, recipient: str) -> Window | None:
-        """When the first and the latest send to this recipient began, if their outcome was never recorded (a
-        crash in between, an answer that never came, or a record that cannot be read)."""
+    def in_flight(self, recipient: str, content: str) -> Window | None:
+        """When the first and the latest send to this recipient began (here, or with this ``content`` at another
+        map index), if their outcome was never recorded (a crash in between, an answer that never came, or a
+        record that cannot be read)."""
         key = self._recipient(recipient)
-        entry = self._in_flight.get(key) or self._sibling_in_flight.get(key)
+        entry = self._in_flight.get(key) or self._sibling_in_flight.get((key, content))
         window = (float(entry[0]), float(entry[1])) if entry else None
         return _widen(window, self.unreadable) if self.unreadable else window
 
@@ -250,7 +260,7 @@ class SendLedger:
         of the task's sending (one write)."""
         for recipient, sid in sent.items():
             key = self._recipient(recipient)
-            entry = self._in_flight.pop(key, None) or self._sibling_in_flight.get(key)
+            entry = self._in_flight.pop(key, None)
             self._sent[key] = [sid, str(entry[2]) if entry and len(entry) > 2 else ""]
         for recipient in finished:
             self._in_flight.pop(self._recipient(recipient), None)

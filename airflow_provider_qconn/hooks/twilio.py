@@ -357,13 +357,13 @@ class TwilioHook(BaseHook):
         changed = 0
         for outgoing in messages:
             content = ledger.content(template_sid, outgoing.variables)
-            previous = ledger.sent_message(outgoing.recipient)
+            previous = ledger.sent_message(outgoing.recipient, content)
             if previous:
                 sid, sent_content = previous
                 changed += bool(sent_content) and sent_content != content
                 results[outgoing.recipient] = SendResult(outgoing.recipient, sid, resumed=True)
             else:
-                pending.append(_Pending(outgoing, content, ledger.in_flight(outgoing.recipient)))
+                pending.append(_Pending(outgoing, content, ledger.in_flight(outgoing.recipient, content)))
         if results:
             log.info("%d recipients were sent to by an earlier try; not sending to them again.", len(results))
         if changed:

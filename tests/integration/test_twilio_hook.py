@@ -162,7 +162,7 @@ def test_a_send_whose_last_answer_failed_stays_in_flight_for_the_next_try(sandbo
     assert len(sandbox_env.control.messages()) == 1  # Twilio did create it
 
     retry = SendLedger.load(seed.AUTH_TOKEN, store, KEY)
-    assert retry.in_flight(NUMBERS[0]) is not None
+    assert retry.in_flight(NUMBERS[0], "") is not None
     [second] = TwilioHook(backoff_seconds=0.01).send_whatsapp_templates(
         outgoing(NUMBERS[:1]), seed.TEMPLATE_REMINDER, ledger=retry
     )

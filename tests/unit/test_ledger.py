@@ -47,18 +47,18 @@ def test_a_later_try_finds_what_was_sent_and_with_what_content():
     content = first.content("HX1", {"1": "Ana"})
     sent_to(first, NUMBER, "SM1", content)
     later = SendLedger.load("secret", store, key())
-    assert later.sent_message(NUMBER) == ("SM1", content)
+    assert later.sent_message(NUMBER, content) == ("SM1", content)
     assert later.content("HX1", {"1": "Bruno"}) != content and later.content("HX2", {"1": "Ana"}) != content
-    assert later.sent_message(OTHER) is None and later.in_flight(OTHER) is None
+    assert later.sent_message(OTHER, content) is None and later.in_flight(OTHER, content) is None
 
 
 def test_in_flight_keeps_when_the_first_and_the_latest_send_began():
     ledger = SendLedger("secret")
     ledger.begin([(NUMBER, "c")], 100.0)
     ledger.begin([(NUMBER, "c")], 250.0)  # a later try sent again after finding nothing
-    assert ledger.in_flight(NUMBER) == (100.0, 250.0)
+    assert ledger.in_flight(NUMBER, "c") == (100.0, 250.0)
     ledger.record({}, finished=[NUMBER])
-    assert ledger.in_flight(NUMBER) is None
+    assert ledger.in_flight(NUMBER, "c") is None
     assert ledger.writes == 3
 
 
@@ -71,19 +71,21 @@ def test_each_task_instance_writes_only_its_own_record():
     assert all(name.startswith(PREFIX + "20260301_") for name in store.values)
 
 
-def test_a_recipient_another_map_index_sent_to_is_found_after_a_re_chunk():
+def test_a_recipient_another_map_index_sent_the_same_content_is_found_after_a_re_chunk():
     store = MemoryStore()
     sent_to(SendLedger.load("secret", store, key(0)), NUMBER, "SM1")  # chunk 0 of the first expansion
     rechunked = SendLedger.load("secret", store, key(3))  # the number now falls in chunk 3
-    assert rechunked.sent_message(NUMBER) == ("SM1", "c")
-    assert SendLedger.load("secret", store, key(3, task_id="other")).sent_message(NUMBER) is None
-    assert SendLedger.load("secret", store, key(3, run_id="manual__2")).sent_message(NUMBER) is None
+    assert rechunked.sent_message(NUMBER, "c") == ("SM1", "c")
+    assert rechunked.sent_message(NUMBER, "another meeting") is None  # other content: a message of its own
+    assert SendLedger.load("secret", store, key(3, task_id="other")).sent_message(NUMBER, "c") is None
+    assert SendLedger.load("secret", store, key(3, run_id="manual__2")).sent_message(NUMBER, "c") is None
 
 
 def test_another_map_index_left_in_flight_is_looked_up_not_resent():
     store = MemoryStore()
     SendLedger.load("secret", store, key(0)).begin([(NUMBER, "c")], 100.0)
-    assert SendLedger.load("secret", store, key(1)).in_flight(NUMBER) == (100.0, 100.0)
+    assert SendLedger.load("secret", store, key(1)).in_flight(NUMBER, "c") == (100.0, 100.0)
+    assert SendLedger.load("secret", store, key(1)).in_flight(NUMBER, "other") is None
 
 
 def test_a_run_re_created_under_the_same_id_starts_a_new_record():
@@ -98,17 +100,17 @@ def test_a_rotated_auth_token_makes_every_recipient_a_look_up_over_the_old_windo
     old.begin([(OTHER, "c")], 160.0)
     old.record({NUMBER: "SM1", OTHER: "SM2"}, complete=True)
     rotated = SendLedger.load("new-token", store, key())
-    assert rotated.sent_message(NUMBER) is None
-    assert rotated.in_flight(NUMBER) == (100.0, 160.0) and rotated.in_flight("+59899000000") == (100.0, 160.0)
+    assert rotated.sent_message(NUMBER, "c") is None
+    assert rotated.in_flight(NUMBER, "c") == (100.0, 160.0) and rotated.in_flight("+59899000000", "c") == (100.0, 160.0)
     rotated.record({NUMBER: "SM1"})  # found at Twilio, recorded under the new token
     again = SendLedger.load("new-token", store, key())
-    assert again.sent_message(NUMBER) == ("SM1", "")
-    assert again.in_flight(OTHER) == (100.0, 160.0)  # the old window is remembered until every one is found
+    assert again.sent_message(NUMBER, "c") == ("SM1", "")
+    assert again.in_flight(OTHER, "c") == (100.0, 160.0)  # the old window is remembered until every one is found
 
 
 def test_an_unreadable_record_is_ignored():
     store = MemoryStore({key().name: "not json"})
-    assert SendLedger.load("secret", store, key()).sent_message(NUMBER) is None
+    assert SendLedger.load("secret", store, key()).sent_message(NUMBER, "c") is None
 
 
 def test_prune_deletes_only_records_past_the_retention():
@@ -141,6 +143,6 @@ class NoListing(MemoryStore):
 def test_without_listing_only_the_own_record_is_read_and_nothing_is_pruned():
     store = NoListing()
     sent_to(SendLedger.load("secret", store, key(0)), NUMBER, "SM1")
-    assert SendLedger.load("secret", store, key(0)).sent_message(NUMBER) == ("SM1", "c")
-    assert SendLedger.load("secret", store, key(1)).sent_message(NUMBER) is None
+    assert SendLedger.load("secret", store, key(0)).sent_message(NUMBER, "c") == ("SM1", "c")
+    assert SendLedger.load("secret", store, key(1)).sent_message(NUMBER, "c") is None
     assert prune(store) is None
