@@ -400,6 +400,10 @@ def choice(value: Any, parameter: str, options: tuple[str, ...]) -> str:
     raise InvalidParameterError(parameter, f"expected one of {', '.join(map(repr, options))}, got {value!r}")
 
 
+#: What a Jinja template renders when the value it reads is missing: never an id.
+RENDERED_NOTHING = frozenset({"None", "null", "undefined", "[]", "{}"})
+
+
 def identifier(value: Any, parameter: str) -> str:
     """An opaque API identifier (a Graph event id ...): non-empty text without spaces."""
     if isinstance(value, Mapping):
@@ -410,6 +414,10 @@ def identifier(value: Any, parameter: str) -> str:
         raise InvalidParameterError(parameter, f"expected a non-empty id, got {value!r}")
     if any(character.isspace() for character in value.strip()):
         raise InvalidParameterError(parameter, f"{value!r} is not an id: it contains spaces")
+    if value.strip() in RENDERED_NOTHING:
+        raise InvalidParameterError(
+            parameter, f"got {value.strip()!r}: a template rendered an empty value (an XCom that was never pushed?)"
+        )
     return value.strip()
 
 
