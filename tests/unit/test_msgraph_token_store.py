@@ -141,3 +141,16 @@ def test_every_rotated_token_is_masked_and_an_unchanged_one_is_not_written_again
     assert KEY not in store.values
     newest.rotated("rt-2")
     assert masked == ["rt-conn", "rt-2"]
+
+
+def test_after_a_refused_record_the_connections_token_is_tried_once_and_its_successor_replaces_the_record():
+    store = MemoryTokenStore()
+    store.values[KEY] = StoredToken("rt-forgotten", origin_of("rt-conn"), 999_999.0).to_json()
+    newest = keeper(store)
+    assert newest.current == "rt-forgotten"
+
+    assert newest.fall_back() is True
+    assert (newest.current, newest.source) == ("rt-conn", "the connection")
+    assert newest.fall_back() is False  # nothing else to try
+    newest.rotated("rt-2")  # written at once, although the refused record was recent
+    assert record(store).refresh_token == "rt-2"

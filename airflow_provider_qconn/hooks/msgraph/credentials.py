@@ -73,7 +73,8 @@ class RefreshTokenCredential:
 
     No azure-identity credential accepts a refresh token. This one keeps the access token until it nearly
     expires and always redeems the newest refresh token: the one kept in ``token_store`` for this connection
-    when there is one (see :mod:`.token_store`), else the connection's. Each redemption returns a new refresh
+    when there is one (see :mod:`.token_store`; should it be refused, the connection's is tried once), else the
+    connection's. Each redemption returns a new refresh
     token, masked in Airflow's logs and written back to the store; nothing goes to disk or to a log.
 
     :param settings: the checked connection.
@@ -113,6 +114,8 @@ class RefreshTokenCredential:
 
         try:
             result = self._application().acquire_token_by_refresh_token(self._newest.current, scopes=scopes)
+            if result.get("error") == "invalid_grant" and self._newest.fall_back():
+                result = self._application().acquire_token_by_refresh_token(self._newest.current, scopes=scopes)
         except requests.RequestException as error:
             raise unreachable(IDENTITY, self._settings.authority, error) from error
         if "access_token" in result:

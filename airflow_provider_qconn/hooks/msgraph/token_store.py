@@ -196,6 +196,20 @@ class NewestRefreshToken:
                 )
         return self._current
 
+    def fall_back(self) -> bool:
+        """Go back to the connection's token after the stored one was refused; False when it is already in use.
+
+        A record can be refused while its connection's token is not: a token store restored from a backup, an
+        identity platform that forgot its tokens (a reset sandbox). The next rotation then replaces the record.
+        """
+        if self.source == "the connection":
+            return False
+        log.warning(
+            "The refresh token kept in Variable %r was refused: trying the one in connection %r", self.key, self.conn_id
+        )
+        self._current, self._written_at, self.source = self._connection_token, None, "the connection"
+        return True
+
     def rotated(self, token: str) -> None:
         """Remember the token a redemption returned, and write it when the record is due."""
         self._mask(token)
