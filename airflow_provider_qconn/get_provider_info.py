@@ -100,6 +100,7 @@ def get_provider_info() -> dict[str, Any]:
                 "conn-fields": TWILIO_CONN_FIELDS,
             },
         ],
+        "cli": ["airflow_provider_qconn.cli.get_cli_commands"],
         "notifications": ["airflow_provider_qconn.notifications.whatsapp.WhatsAppNotifier"],
         "extra-links": [
             "airflow_provider_qconn.links.outlook.OutlookEventLink",

@@ -78,3 +78,23 @@ class SandboxControl:
     def refresh_tokens(self, mailbox: str) -> list[dict[str, Any]]:
         """The refresh tokens of a mailbox still valid now, newest first."""
         return list(self._call("GET", "/identity/refresh_tokens", params={"mailbox": mailbox})["refresh_tokens"])
+
+    def sign_ins(self) -> dict[str, list[dict[str, Any]]]:
+        """The sign-ins waiting for an answer: ``device_codes`` (by ``user_code``) and ``authorizations`` (by
+        ``id``, made when a browser opened the authorize URL), newest first."""
+        return dict(self._call("GET", "/identity/sign_ins"))
+
+    def answer_device_code(self, user_code: str, mailbox: str | None = None, approve: bool = True) -> str:
+        """Approve a device-code sign-in as ``mailbox`` (a UPN of the seed), or decline it; the new status."""
+        body = {"mailbox": mailbox, "approve": approve}
+        return str(self._call("POST", f"/identity/device_codes/{user_code}", json=body)["status"])
+
+    def answer_authorization(self, request_id: str, mailbox: str | None = None, approve: bool = True) -> str:
+        """Approve an authorization request as ``mailbox``, or decline it; the URL a browser would be sent to next
+        (the app's redirect URI with the code, or with ``error=access_denied``)."""
+        body = {"mailbox": mailbox, "approve": approve}
+        return str(self._call("POST", f"/identity/authorizations/{request_id}", json=body)["redirect"])
+
+    def revoke_sign_ins(self, mailbox: str) -> int:
+        """Revoke every refresh token of a mailbox (as a password reset does); how many were revoked."""
+        return int(self._call("POST", "/identity/revoke", json={"mailbox": mailbox})["revoked"])

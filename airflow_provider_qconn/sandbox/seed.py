@@ -141,6 +141,8 @@ def default_seed() -> Seed:
                 "certificates": [app_certificate().cert_pem],
                 "allow_public_client": True,
                 "application_permissions": ["Calendars.ReadWrite"],
+                # A desktop app's loopback redirect: any port at sign-in time.
+                "redirect_uris": ["http://localhost"],
             }
         ],
         refresh_tokens=[
@@ -203,6 +205,7 @@ def apply_seed(state: State, seed: Seed) -> None:
                 "certificates": [],
                 "allow_public_client": False,
                 "application_permissions": [],
+                "redirect_uris": [],
                 **app,
             }
             db.execute(

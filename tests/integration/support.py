@@ -7,7 +7,7 @@ from typing import Any
 
 from airflow.sdk import Connection
 
-from airflow_provider_qconn.hooks.msgraph import GraphSettings, RefreshTokenCredential
+from airflow_provider_qconn.hooks.msgraph import GraphSettings, MemoryTokenStore, RefreshTokenCredential
 from airflow_provider_qconn.sandbox import connections
 
 GRAPH_APP_SCOPES = ["https://graph.microsoft.com/.default"]
@@ -24,17 +24,22 @@ def requests_session(ca_path: str) -> Any:
     return session
 
 
-def delegated_credential(sandbox_url: str, conn_id: str) -> RefreshTokenCredential:
-    """The provider's own refresh-token credential for one of the sandbox's ready-made delegated connections.
+def delegated_credential(
+    sandbox_url: str, conn_id: str, refresh_token: str | None = None, store: MemoryTokenStore | None = None
+) -> RefreshTokenCredential:
+    """The provider's own refresh-token credential for one of the sandbox's ready-made delegated connections
+    (with another refresh token when given), keeping its newest token in ``store`` (a fresh memory store when
+    not given: outside a task there is nowhere to keep it).
 
     It finds its CA bundle through the standard variables, as the hook does: the caller points them at the
     sandbox's bundle.
     """
     conn = connections(sandbox_url)[conn_id]
+    extra = {**conn["extra"], **({"refresh_token": refresh_token} if refresh_token else {})}
     connection = Connection(
         conn_id=conn_id,
         conn_type=str(conn["conn_type"]),
         login=str(conn["login"]),
-        extra=json.dumps(conn["extra"]),
+        extra=json.dumps(extra),
     )
-    return RefreshTokenCredential(GraphSettings.from_connection(connection))
+    return RefreshTokenCredential(GraphSettings.from_connection(connection), store or MemoryTokenStore())

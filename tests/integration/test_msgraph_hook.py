@@ -557,7 +557,8 @@ def test_a_refused_refresh_token_says_to_sign_in_again(sandbox_env: Sandbox, mon
         CancelMeetingOperator(task_id="cancel", msgraph_conn_id="stale", meeting_id="AAk").execute(context())
 
     assert caught.value.code == "AADSTS9002313"
-    assert "refresh token in connection 'stale' was refused: sign in again" in str(caught.value)
+    assert "refresh token of connection 'stale' (from the connection) was refused" in str(caught.value)
+    assert "sign in again with `airflow qconn outlook-login --conn-id stale`" in str(caught.value)
     assert "sbx-rt-gone" not in str(caught.value)
     assert graph_requests(sandbox_env) == []
 

@@ -5,6 +5,8 @@
 - :mod:`.events`: what operators send and get back, the request body, the Teams block;
 - :mod:`.errors`: Graph's and the identity platform's refusals as the provider's errors;
 - :mod:`.retry`: the one retry policy (what is transient, backoff, attempts);
+- :mod:`.token_store`: where a delegated connection's newest refresh token is kept;
+- :mod:`.login`: signing a connection in (``airflow qconn outlook-login``);
 - :mod:`.hook`: the client and the calendar calls.
 
 Nothing here imports msgraph-sdk, azure-identity or MSAL at module level: parsing a DAG stays cheap.
@@ -19,6 +21,7 @@ from airflow_provider_qconn.hooks.msgraph.credentials import (
     AuthMode,
     RefreshTokenCredential,
     build_credential,
+    login_command,
     requests_session,
 )
 from airflow_provider_qconn.hooks.msgraph.errors import DUPLICATE_TRANSACTION_ID, GRAPH, IDENTITY, ITEM_NOT_FOUND
@@ -31,6 +34,7 @@ from airflow_provider_qconn.hooks.msgraph.events import (
 )
 from airflow_provider_qconn.hooks.msgraph.hook import MSGraphHook
 from airflow_provider_qconn.hooks.msgraph.settings import GraphSettings
+from airflow_provider_qconn.hooks.msgraph.token_store import MemoryTokenStore, TokenStore, VariableTokenStore
 
 # Provider info, the connection form and the docs name the hook by its package: keep that its canonical path.
 MSGraphHook.__module__ = __name__
@@ -48,9 +52,13 @@ __all__ = [
     "GraphSettings",
     "MSGraphHook",
     "Meeting",
+    "MemoryTokenStore",
     "RefreshTokenCredential",
+    "TokenStore",
+    "VariableTokenStore",
     "build_credential",
     "graph_date_time",
+    "login_command",
     "requests_session",
     "teams_block",
     "with_teams_block",

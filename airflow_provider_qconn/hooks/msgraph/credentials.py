@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_qconn.exceptions import ConnectionConfigError
 from airflow_provider_qconn.hooks.common import ca_bundle
 from airflow_provider_qconn.hooks.msgraph.errors import IDENTITY, identity_error, unreachable
+from airflow_provider_qconn.hooks.msgraph.token_store import NewestRefreshToken, TokenStore, VariableTokenStore
 
 if TYPE_CHECKING:
     import requests
@@ -30,6 +31,12 @@ TOKEN_RENEWAL_MARGIN = 300
 #: azure-core logs every token request's headers, and azure-identity every token lookup, at INFO: quiet them
 #: in task logs unless they were configured.
 _CHATTY_AZURE_LOGGERS = ("azure.core.pipeline.policies.http_logging_policy", "azure.identity")
+
+
+def login_command(conn_id: str) -> str:
+    """The command that signs a connection in again (``airflow qconn outlook-login``, see docs/outlook.md)."""
+    suffix = "" if conn_id == "qconn_msgraph_default" else f" --conn-id {conn_id}"
+    return f"airflow qconn outlook-login{suffix}"
 
 
 def mask_secret(value: str) -> None:
@@ -65,13 +72,20 @@ class RefreshTokenCredential:
     """An azure-core ``TokenCredential`` for delegated access from a stored refresh token, redeemed with MSAL.
 
     No azure-identity credential accepts a refresh token. This one keeps the access token until it nearly
-    expires and always redeems the newest refresh token (each redemption returns a new one); nothing is
-    written to disk or logged, and the rotated token is masked in Airflow's logs.
+    expires and always redeems the newest refresh token: the one kept in ``token_store`` for this connection
+    when there is one (see :mod:`.token_store`; should it be refused, the connection's is tried once), else the
+    connection's. Each redemption returns a new refresh
+    token, masked in Airflow's logs and written back to the store; nothing goes to disk or to a log.
+
+    :param settings: the checked connection.
+    :param token_store: where the newest refresh token lives (Airflow Variables when not given).
     """
 
-    def __init__(self, settings: GraphSettings) -> None:
+    def __init__(self, settings: GraphSettings, token_store: TokenStore | None = None) -> None:
         self._settings = settings
-        self._refresh_token = settings.refresh_token or ""
+        self._newest = NewestRefreshToken(
+            settings.conn_id, settings.refresh_token or "", token_store or VariableTokenStore(), mask_secret
+        )
         self._token: AccessToken | None = None
         self._lock = threading.Lock()
         self._session: requests.Session | None = None
@@ -79,8 +93,8 @@ class RefreshTokenCredential:
 
     @property
     def refresh_token(self) -> str:
-        """The newest refresh token (the connection's until the first redemption)."""
-        return self._refresh_token
+        """The newest refresh token (the stored one, or the connection's, until the first redemption)."""
+        return self._newest.current
 
     def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
         """An access token for ``scopes``, redeeming the refresh token when the cached one is about to expire."""
@@ -90,10 +104,8 @@ class RefreshTokenCredential:
             if self._token is not None and self._token.expires_on - TOKEN_RENEWAL_MARGIN > time.time():
                 return self._token
             result = self._redeem(list(scopes))
-            rotated = result.get("refresh_token")
-            if rotated and rotated != self._refresh_token:
-                mask_secret(rotated)
-                self._refresh_token = rotated
+            if result.get("refresh_token"):
+                self._newest.rotated(result["refresh_token"])
             self._token = AccessToken(result["access_token"], int(time.time()) + int(result.get("expires_in", 0)))
             return self._token
 
@@ -101,7 +113,9 @@ class RefreshTokenCredential:
         import requests
 
         try:
-            result = self._application().acquire_token_by_refresh_token(self._refresh_token, scopes=scopes)
+            result = self._application().acquire_token_by_refresh_token(self._newest.current, scopes=scopes)
+            if result.get("error") == "invalid_grant" and self._newest.fall_back():
+                result = self._application().acquire_token_by_refresh_token(self._newest.current, scopes=scopes)
         except requests.RequestException as error:
             raise unreachable(IDENTITY, self._settings.authority, error) from error
         if "access_token" in result:
@@ -111,8 +125,8 @@ class RefreshTokenCredential:
             result.get("error_codes") or [],
             result.get("error_description") or "",
             hint=(
-                f"the refresh token in connection {self._settings.conn_id!r} was refused: sign in again and store "
-                "the new refresh token in the connection"
+                f"the refresh token of connection {self._settings.conn_id!r} (from {self._newest.source}) was "
+                f"refused: sign in again with `{login_command(self._settings.conn_id)}`"
             )
             if result.get("error") == "invalid_grant"
             else None,
@@ -219,8 +233,9 @@ class AuthMode:
     and the mailbox.
     """
 
-    #: Builds the token credential from checked settings.
-    build: Callable[[GraphSettings], Any]
+    #: Builds the token credential from checked settings (and, for a mode that keeps a refresh token, the
+    #: ``token_store`` keyword).
+    build: Callable[..., Any]
     #: Delegated: acts as the signed-in user (``/me``) on any tenant (``common`` by default). Otherwise
     #: app-only: acts on the mailbox in ``user_id``, with a token of a real tenant.
     delegated: bool = False
@@ -236,6 +251,8 @@ class AuthMode:
     inferred_rank: int | None = None
     #: ... and the "no credentials" error names its secret like this.
     named_as: str = ""
+    #: Its credential keeps the newest refresh token in a token store (given to ``build`` as ``token_store``).
+    keeps_refresh_token: bool = False
 
 
 #: Every auth mode, in the order the connection form lists them.
@@ -245,9 +262,10 @@ AUTH_MODES: dict[str, AuthMode] = {
         delegated=True,
         needs_client_id=True,
         credential_fields=("refresh_token",),
-        missing_credential="needs extra 'refresh_token' (sign in to get one)",
+        missing_credential="needs extra 'refresh_token' (`airflow qconn outlook-login` signs in and sets it)",
         inferred_rank=1,
         named_as="extra 'refresh_token' (delegated sign-in)",
+        keeps_refresh_token=True,
     ),
     "client_secret": AuthMode(
         build=_client_secret,
@@ -274,10 +292,16 @@ AUTH_TYPES = tuple(AUTH_MODES)
 APP_ONLY_AUTH_TYPES = frozenset(name for name, mode in AUTH_MODES.items() if not mode.delegated)
 
 
-def build_credential(settings: GraphSettings) -> Any:
-    """The credential for the connection's auth type (azure-identity's, or ours for a refresh token)."""
+def build_credential(settings: GraphSettings, token_store: TokenStore | None = None) -> Any:
+    """The credential for the connection's auth type (azure-identity's, or ours for a refresh token).
+
+    :param token_store: where a delegated credential keeps the newest refresh token (Airflow Variables when
+        None); app-only modes keep nothing.
+    """
+    mode = AUTH_MODES[settings.auth_type]
+    options = {"token_store": token_store} if mode.keeps_refresh_token else {}
     try:
-        return AUTH_MODES[settings.auth_type].build(settings)
+        return mode.build(settings, **options)
     except (ValueError, OSError) as error:
         raise ConnectionConfigError(
             f"connection {settings.conn_id!r}: cannot build the {settings.auth_type} credential: {error}"

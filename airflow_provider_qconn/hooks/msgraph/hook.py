@@ -47,6 +47,7 @@ from airflow_provider_qconn.hooks.msgraph.events import (
     with_teams_block,
 )
 from airflow_provider_qconn.hooks.msgraph.settings import GraphSettings
+from airflow_provider_qconn.hooks.msgraph.token_store import TokenStore
 
 if TYPE_CHECKING:
     import httpx
@@ -83,9 +84,10 @@ def _load_sdk() -> None:
 class MSGraphHook(BaseHook):
     """Outlook calendar events through Microsoft Graph, for one mailbox of a ``qconn_msgraph`` connection.
 
-    Keyword arguments override the connection's extras. The hook keeps one Graph client (and one access token)
-    for its lifetime; :meth:`close` releases them. Its methods are synchronous: each runs the SDK's async calls
-    on the hook's own event loop.
+    Keyword arguments override the connection's extras; ``token_store`` is where a delegated connection's newest
+    refresh token is kept (Airflow Variables by default, see :mod:`.token_store`). The hook keeps one Graph
+    client (and one access token) for its lifetime; :meth:`close` releases them. Its methods are synchronous:
+    each runs the SDK's async calls on the hook's own event loop.
     """
 
     conn_name_attr = "msgraph_conn_id"
@@ -102,8 +104,10 @@ class MSGraphHook(BaseHook):
         user_id: str | None = None,
         base_url: str | None = None,
         authority: str | None = None,
+        token_store: TokenStore | None = None,
     ) -> None:
         super().__init__()
+        self._token_store = token_store
         self.msgraph_conn_id = msgraph_conn_id
         self._overrides = {
             "auth_type": auth_type,
@@ -122,7 +126,7 @@ class MSGraphHook(BaseHook):
     @cached_property
     def credential(self) -> Any:
         """The token credential for the connection's auth type."""
-        return build_credential(self.settings)
+        return build_credential(self.settings, self._token_store)
 
     @cached_property
     def client(self) -> GraphServiceClient:
