@@ -146,11 +146,16 @@ class Deployment:
                     start_new_session=True,
                 )
         wanted = set(dag_ids)
+        warmed = False
 
         def parsed() -> bool | None:
+            nonlocal warmed
             self._check_alive()
             try:
                 listed = self._http.get("/dags", params={"limit": 100})
+                if not warmed:
+                    self._warm_up_execution_api()
+                    warmed = True
             except httpx.TransportError:
                 return None
             if listed.status_code != 200:
@@ -160,6 +165,17 @@ class Deployment:
         if poll(parsed, STARTUP_TIMEOUT_SECONDS, interval=0.5) is None:
             raise DeploymentError(f"the DAGs {sorted(wanted)} were not parsed in time\n{self._diagnostics()}")
         return self
+
+    def _warm_up_execution_api(self) -> None:
+        """Make the API server set up its execution-API token checks (seconds, on the first request that
+        carries a token) while the DAGs are parsed, rather than when the first task starts: there it outlasts
+        the task's request timeout and costs a retried call."""
+        self._http.put(
+            f"{self.api_url}/execution/task-instances/{uuid.uuid4()}/heartbeat",
+            headers={"authorization": "Bearer warm-up"},
+            json={},
+            timeout=60,
+        )
 
     def stop(self) -> None:
         """End every process this deployment started, and everything they started (task processes too)."""
@@ -174,7 +190,7 @@ class Deployment:
         for process in processes:
             with contextlib.suppress(psutil.NoSuchProcess):
                 process.send_signal(signal.SIGTERM)
-        _gone, alive = psutil.wait_procs(processes, timeout=10)
+        _gone, alive = psutil.wait_procs(processes, timeout=3)
         for process in alive:
             with contextlib.suppress(psutil.NoSuchProcess):
                 process.kill()
@@ -268,6 +284,32 @@ class Deployment:
         return "\n".join(tails)
 
     # --- killing tasks ---------------------------------------------------------------------------------------
+
+    def watch_running_task(
+        self, ti: Mapping[str, Any], check: Callable[[], T | None], what: str, timeout: float = TASK_TIMEOUT_SECONDS
+    ) -> T:
+        """Poll ``check`` while this try of the task instance runs, until it returns something other than None;
+        fail with the task's logs if the try ends first or the wait runs out."""
+        dag_id, run_id, task_id = ti["dag_id"], ti["dag_run_id"], ti["task_id"]
+
+        def watch() -> T | None:
+            found = check()
+            if found is not None:
+                return found
+            now = self.task_instance(dag_id, run_id, task_id)
+            if (now["state"], now["try_number"]) != ("running", ti["try_number"]):
+                raise DeploymentError(
+                    f"try {ti['try_number']} of {dag_id}.{task_id} ended ({now['state']}) before {what}\n"
+                    f"{self.task_logs(dag_id, run_id, task_id)}"
+                )
+            return None
+
+        found = poll(watch, timeout, interval=0.1)
+        if found is None:
+            raise DeploymentError(
+                f"gave up waiting {timeout:.0f} s for {what}\n{self.task_logs(dag_id, run_id, task_id)}"
+            )
+        return found
 
     def task_processes(self, ti: Mapping[str, Any]) -> tuple[psutil.Process, psutil.Process]:
         """The running task instance's process and its supervisor (the executor worker), checked to be ours."""

@@ -52,7 +52,7 @@ def test_a_schedule_killed_after_graph_created_the_meeting_but_before_its_answer
     run_id = deployment.trigger(dag_id)
     first_try = deployment.wait_until_running(dag_id, run_id, TASK, try_number=1)
 
-    wait_for(lambda: calendar(sandbox, seed.ORGANIZER) or None, 120, "Graph to create the meeting")
+    deployment.watch_running_task(first_try, lambda: calendar(sandbox, seed.ORGANIZER) or None, "Graph created it")
     deployment.kill_task(first_try)
 
     ti = deployment.wait_until_finished(dag_id, run_id, TASK)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from airflow_provider_qconn.sandbox.server import Sandbox
 from tests.crash.dags.crash_whatsapp import RECIPIENTS
-from tests.crash.harness import Deployment, wait_for
+from tests.crash.harness import Deployment
 
 TASK = "send"
 #: Latency on each message create: 200 sends at the operator's default concurrency (10) take about 6 s.
@@ -22,8 +23,8 @@ def is_create(entry: dict[str, Any]) -> bool:
     return entry["method"] == "POST" and entry["path"].endswith("/Messages.json") and entry["status"] == 201
 
 
-def wait_for_creates(sandbox: Sandbox, at_least: int) -> int:
-    """Watch the sandbox's journal until it has created ``at_least`` messages; return how many it has."""
+def creates_so_far(sandbox: Sandbox, at_least: int) -> Callable[[], int | None]:
+    """A check for the sandbox's journal: how many messages it has created, once that is ``at_least``."""
     seen = {"id": 0, "creates": 0}
 
     def count() -> int | None:
@@ -32,7 +33,7 @@ def wait_for_creates(sandbox: Sandbox, at_least: int) -> int:
             seen["creates"] += is_create(entry)
         return seen["creates"] if seen["creates"] >= at_least else None
 
-    return wait_for(count, 120, f"the sandbox to create {at_least} messages", interval=0.05)
+    return count
 
 
 def assert_everyone_messaged_once(deployment: Deployment, sandbox: Sandbox, dag_id: str, run_id: str) -> None:
@@ -64,9 +65,12 @@ def test_a_send_killed_part_way_is_completed_by_the_retry_messaging_everyone_exa
     run_id = deployment.trigger(dag_id)
     first_try = deployment.wait_until_running(dag_id, run_id, TASK, try_number=1)
 
-    created = wait_for_creates(sandbox, at_least=KILL_AFTER_CREATES)
+    created = deployment.watch_running_task(
+        first_try, creates_so_far(sandbox, KILL_AFTER_CREATES), f"{KILL_AFTER_CREATES} messages were created"
+    )
     deployment.kill_task(first_try, with_supervisor=with_supervisor)
     assert created < len(RECIPIENTS), "the first try finished before it could be killed: raise the latency"
+    sandbox.control.clear_faults()  # the retry may go at full speed
 
     ti = deployment.wait_until_finished(dag_id, run_id, TASK)
     assert (ti["state"], ti["try_number"]) == ("success", 2), deployment.task_logs(dag_id, run_id, TASK)
