@@ -276,6 +276,11 @@ class Deployment:
             return f"(no task log under {folder})"
         return "\n".join(f"--- {path.name} ---\n{_readable_log(path)}" for path in tries)
 
+    def heartbeat_timeouts(self, run_id: str) -> list[str]:
+        """The scheduler's reports of task instances of this DAG run it failed for lack of a heartbeat."""
+        text = (self.home / "scheduler.log").read_text(errors="replace")
+        return [line for line in text.splitlines() if "without a heartbeat" in line and run_id in line]
+
     def _diagnostics(self) -> str:
         tails = []
         for name in self._processes:

@@ -74,6 +74,8 @@ def test_a_send_killed_part_way_is_completed_by_the_retry_messaging_everyone_exa
 
     ti = deployment.wait_until_finished(dag_id, run_id, TASK)
     assert (ti["state"], ti["try_number"]) == ("success", 2), deployment.task_logs(dag_id, run_id, TASK)
+    # Without its supervisor nobody reported the death: the scheduler's heartbeat timeout found it.
+    assert bool(deployment.heartbeat_timeouts(run_id)) == with_supervisor
     assert_everyone_messaged_once(deployment, sandbox, dag_id, run_id)
 
 
