@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -44,7 +45,7 @@ T = TypeVar("T")
 
 #: The ``airflow`` command of the interpreter running the tests (the one the provider is installed in).
 AIRFLOW = Path(sys.executable).with_name("airflow")
-#: A task instance's task heartbeat timeout: how long a task whose supervisor died stays ``running``.
+#: The scheduler's task heartbeat timeout: how long a task whose supervisor died stays ``running``.
 HEARTBEAT_TIMEOUT_SECONDS = 8
 STARTUP_TIMEOUT_SECONDS = 120.0
 #: How long a DAG run may take to reach the state a test waits for (generous: the machine is shared).
@@ -73,6 +74,14 @@ def poll(check: Callable[[], T | None], timeout: float, interval: float = 0.2) -
         return retrying(check)
     except RetryError:
         return None
+
+
+def wait_for(check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.1) -> T:
+    """Poll ``check`` until it returns something other than None; fail naming ``what`` was awaited."""
+    found = poll(check, timeout, interval)
+    if found is None:
+        raise DeploymentError(f"gave up waiting {timeout:.0f} s for {what}")
+    return found
 
 
 class Deployment:
@@ -105,7 +114,7 @@ class Deployment:
             "AIRFLOW__API__BASE_URL": f"{self.api_url}/",
             "AIRFLOW__API__WORKERS": "1",
             # The scheduler signs the tasks' execution-API tokens; the API server checks them.
-            "AIRFLOW__API_AUTH__JWT_SECRET": uuid.uuid4().hex,
+            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(_free_port()),
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT_SECONDS),
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "1",
@@ -180,13 +189,7 @@ class Deployment:
     def stop(self) -> None:
         """End every process this deployment started, and everything they started (task processes too)."""
         self._http.close()
-        processes = []
-        for popen in self._processes.values():
-            try:
-                root = psutil.Process(popen.pid)
-                processes += [root, *root.children(recursive=True)]
-            except psutil.NoSuchProcess:
-                pass
+        processes = self._own_processes()
         for process in processes:
             with contextlib.suppress(psutil.NoSuchProcess):
                 process.send_signal(signal.SIGTERM)
@@ -197,6 +200,20 @@ class Deployment:
         psutil.wait_procs(alive, timeout=10)
         for popen in self._processes.values():
             popen.wait(timeout=10)
+
+    def _own_processes(self) -> list[psutil.Process]:
+        """The processes started here and their descendants, and any orphan of theirs (a task process whose
+        supervisor died), recognised by its AIRFLOW_HOME."""
+        found: dict[int, psutil.Process] = {}
+        for popen in self._processes.values():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                root = psutil.Process(popen.pid)
+                found.update({p.pid: p for p in [root, *root.children(recursive=True)]})
+        for process in psutil.process_iter():
+            with contextlib.suppress(psutil.Error):
+                if process.pid not in found and process.environ().get("AIRFLOW_HOME") == str(self.home):
+                    found[process.pid] = process
+        return list(found.values())
 
     def _check_alive(self) -> None:
         for name, popen in self._processes.items():
@@ -349,11 +366,3 @@ def _readable_log(path: Path) -> str:
             text += f" {record['error_detail']}"
         lines.append(text)
     return "\n".join(lines)
-
-
-def wait_for(check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.1) -> T:
-    """Poll ``check`` until it returns something other than None; fail naming ``what`` was awaited."""
-    found = poll(check, timeout, interval)
-    if found is None:
-        raise DeploymentError(f"gave up waiting {timeout:.0f} s for {what}")
-    return found
