@@ -101,6 +101,7 @@ class Deployment:
         self.env = {
             **inherited,
             "AIRFLOW_HOME": str(home),
+            "PYTHONUNBUFFERED": "1",  # the logs are read while the processes run
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__CORE__PARALLELISM": "4",
@@ -176,9 +177,9 @@ class Deployment:
         return self
 
     def _warm_up_execution_api(self) -> None:
-        """Make the API server set up its execution-API token checks (seconds, on the first request that
-        carries a token) while the DAGs are parsed, rather than when the first task starts: there it outlasts
-        the task's request timeout and costs a retried call."""
+        """Make the API server build its versioned execution-API models (it does so on the first request to a
+        versioned route, and that takes seconds) while the DAGs are parsed: on the first task's first call it
+        outlasts the task's request timeout and costs a retried call. The request itself is refused."""
         self._http.put(
             f"{self.api_url}/execution/task-instances/{uuid.uuid4()}/heartbeat",
             headers={"authorization": "Bearer warm-up"},
