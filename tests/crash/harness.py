@@ -32,6 +32,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -46,11 +47,13 @@ T = TypeVar("T")
 #: The ``airflow`` command of the interpreter running the tests (the one the provider is installed in).
 AIRFLOW = Path(sys.executable).with_name("airflow")
 #: The scheduler's task heartbeat timeout: how long a task whose supervisor died stays ``running``.
-HEARTBEAT_TIMEOUT_SECONDS = 8
+HEARTBEAT_TIMEOUT_SECONDS = 10
 STARTUP_TIMEOUT_SECONDS = 120.0
 #: How long a DAG run may take to reach the state a test waits for (generous: the machine is shared).
 TASK_TIMEOUT_SECONDS = 120.0
 FINISHED = frozenset({"success", "failed", "upstream_failed", "skipped", "removed"})
+#: Where the Airflow processes keep their compiled bytecode (shared by sessions; safe to delete).
+BYTECODE_CACHE = Path(tempfile.gettempdir()) / "qconn-crash-tests-bytecode"
 
 
 class DeploymentError(AssertionError):
@@ -97,11 +100,19 @@ class Deployment:
         port = _free_port()
         self.api_url = f"http://127.0.0.1:{port}"
         # The environment of every Airflow process: nothing inherited from the test session's own Airflow.
-        inherited = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "TWILIO_"))}
+        inherited = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("AIRFLOW", "TWILIO_")) and k != "PYTHONDONTWRITEBYTECODE"
+        }
         self.env = {
             **inherited,
             "AIRFLOW_HOME": str(home),
             "PYTHONUNBUFFERED": "1",  # the logs are read while the processes run
+            # Bytecode compiled once and reused by every Airflow process and task try (Airflow, msgraph and twilio
+            # are thousands of modules) even where PYTHONDONTWRITEBYTECODE is the norm; kept outside the
+            # installed packages, in a cache that later sessions reuse (Python recompiles what changed).
+            "PYTHONPYCACHEPREFIX": str(BYTECODE_CACHE),
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__CORE__PARALLELISM": "4",
