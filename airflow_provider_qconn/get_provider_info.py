@@ -1,7 +1,13 @@
 """Provider metadata read by Airflow's providers manager (entry point ``apache_airflow_provider``).
 
 The connection forms are declared here as ``conn-fields`` (Airflow >= 3.2 reads them without importing the
-hooks). Field names are part of the public surface: never rename one.
+hooks). Field names are part of the public surface: never rename one. A field's default is the hook's: it
+shows as the field's placeholder and in its description (tests/unit/test_provider_info.py holds code, form
+and docs to the same value). The integrations, hooks, operators, sensors and triggers feed ``airflow
+providers`` and the providers views; the metadata is valid against Airflow's ``provider_info.schema.json``
+and its stricter ``provider.yaml.schema.json``.
+
+This module is imported by every ``airflow`` command: it imports nothing of the provider but its version.
 """
 
 from __future__ import annotations
@@ -65,6 +71,14 @@ TWILIO_CONN_FIELDS: dict[str, dict[str, Any]] = {
 }
 
 
+OUTLOOK = "Outlook (Microsoft Graph)"
+WHATSAPP = "WhatsApp (Twilio)"
+
+
+def _modules(*names: str) -> list[str]:
+    return [f"airflow_provider_qconn.{name}" for name in names]
+
+
 def get_provider_info() -> dict[str, Any]:
     """Return the provider's metadata; ``package-name`` must equal the distribution name."""
     return {
@@ -76,26 +90,53 @@ def get_provider_info() -> dict[str, Any]:
         ),
         "versions": [__version__],
         "state": "ready",
+        "integrations": [
+            {
+                "integration-name": OUTLOOK,
+                "external-doc-url": "https://learn.microsoft.com/en-us/graph/api/resources/event?view=graph-rest-1.0",
+                "tags": ["azure", "service"],
+            },
+            {
+                "integration-name": WHATSAPP,
+                "external-doc-url": "https://www.twilio.com/docs/whatsapp",
+                "tags": ["service"],
+            },
+        ],
+        "hooks": [
+            {"integration-name": OUTLOOK, "python-modules": _modules("hooks.msgraph")},
+            {"integration-name": WHATSAPP, "python-modules": _modules("hooks.twilio")},
+        ],
+        "operators": [
+            {"integration-name": OUTLOOK, "python-modules": _modules("operators.outlook")},
+            {"integration-name": WHATSAPP, "python-modules": _modules("operators.whatsapp")},
+        ],
+        "sensors": [{"integration-name": WHATSAPP, "python-modules": _modules("sensors.whatsapp")}],
+        "triggers": [{"integration-name": WHATSAPP, "python-modules": _modules("triggers.whatsapp")}],
         "connection-types": [
             {
                 "connection-type": "qconn_msgraph",
                 "hook-class-name": "airflow_provider_qconn.hooks.msgraph.MSGraphHook",
-                "hook-name": "Outlook (Microsoft Graph)",
+                "hook-name": OUTLOOK,
                 "ui-field-behaviour": {
                     "hidden-fields": ["host", "schema", "port", "extra"],
                     "relabeling": {"login": "Application (client) ID", "password": "Client secret"},
-                    "placeholders": {"login": "00000000-0000-0000-0000-000000000000"},
+                    "placeholders": {
+                        "login": "00000000-0000-0000-0000-000000000000",
+                        "tenant_id": "common",
+                        "base_url": "https://graph.microsoft.com/v1.0",
+                        "authority": "https://login.microsoftonline.com",
+                    },
                 },
                 "conn-fields": MSGRAPH_CONN_FIELDS,
             },
             {
                 "connection-type": "qconn_twilio",
                 "hook-class-name": "airflow_provider_qconn.hooks.twilio.TwilioHook",
-                "hook-name": "WhatsApp (Twilio)",
+                "hook-name": WHATSAPP,
                 "ui-field-behaviour": {
                     "hidden-fields": ["host", "schema", "port", "extra"],
                     "relabeling": {"login": "Account SID", "password": "Auth Token"},
-                    "placeholders": {"login": "AC...", "from_number": "+14155238886"},
+                    "placeholders": {"login": "AC...", "from_number": "+14155238886", "max_concurrency": "10"},
                 },
                 "conn-fields": TWILIO_CONN_FIELDS,
             },
