@@ -8,10 +8,23 @@ WhatsApp templates, and :func:`connections` the matching Airflow connections.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from typing import TYPE_CHECKING
 
-from airflow_provider_qconn.sandbox import seed
+#: What only the sandbox needs (module -> distribution): the ``sandbox`` extra, not installed on workers.
+SANDBOX_REQUIREMENTS = {"starlette": "starlette", "uvicorn": "uvicorn", "trustme": "trustme", "jwt": "PyJWT"}
+
+
+_MISSING = [dist for module, dist in SANDBOX_REQUIREMENTS.items() if importlib.util.find_spec(module) is None]
+if _MISSING:
+    raise ImportError(
+        f"the qconn sandbox needs {', '.join(_MISSING)}: install the provider's 'sandbox' extra "
+        "(pip install 'airflow-provider-qconn[sandbox]')",
+        name=__name__,
+    )
+
+from airflow_provider_qconn.sandbox import seed  # noqa: E402
 
 if TYPE_CHECKING:
     from airflow_provider_qconn.sandbox.client import SandboxControl
