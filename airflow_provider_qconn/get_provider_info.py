@@ -1,9 +1,10 @@
 """Provider metadata read by Airflow's providers manager (entry point ``apache_airflow_provider``).
 
 The connection forms are declared here as ``conn-fields`` (Airflow >= 3.2 reads them without importing the
-hooks). Field names are part of the public surface: never rename one. A field's default is the hook's: it
-shows as the field's placeholder and in its description (tests/unit/test_provider_info.py holds code, form
-and docs to the same value). The integrations, hooks, operators, sensors and triggers feed ``airflow
+hooks). Field names are part of the public surface: never rename one. A field's default is the hook's and
+its description says it (tests/unit/test_provider_info.py holds code, form and docs to the same value):
+Airflow 3's connection form shows ``placeholders`` on the standard fields only, and offers a string field's
+``examples`` as suggestions. The integrations, hooks, operators, sensors and triggers feed ``airflow
 providers`` and the providers views; the metadata is valid against Airflow's ``provider_info.schema.json``
 and its stricter ``provider.yaml.schema.json``.
 
@@ -33,11 +34,20 @@ MSGRAPH_CONN_FIELDS: dict[str, dict[str, Any]] = {
         {
             "type": ["string", "null"],
             "enum": [None, "refresh_token", "client_secret", "certificate", "managed_identity", "workload_identity"],
+            "values_display": {
+                "null": "Inferred from the credential",
+                "refresh_token": "refresh_token: delegated sign-in",
+                "client_secret": "client_secret: app-only, client secret",
+                "certificate": "certificate: app-only, certificate",
+                "managed_identity": "managed_identity: app-only, Azure managed identity",
+                "workload_identity": "workload_identity: app-only, workload identity federation",
+            },
         },
     ),
     "tenant_id": _field(
         "Tenant",
         "common (default), consumers, organizations, or a tenant id or domain. App-only modes need a real tenant.",
+        {"type": ["string", "null"], "examples": ["common", "consumers", "organizations"]},
     ),
     "refresh_token": _field("Refresh token", "Delegated sign-in token (kept secret).", _SECRET),
     "user_id": _field(
@@ -53,8 +63,31 @@ MSGRAPH_CONN_FIELDS: dict[str, dict[str, Any]] = {
     "certificate_data": _field(
         "Certificate (PEM)", "App-only certificate and key as PEM text; the password field is its password.", _SECRET
     ),
-    "base_url": _field("Graph base URL", "Default https://graph.microsoft.com/v1.0 (a national cloud, a sandbox)."),
-    "authority": _field("Login authority", "Default https://login.microsoftonline.com."),
+    "base_url": _field(
+        "Graph base URL",
+        "Default https://graph.microsoft.com/v1.0; another for a national cloud or a sandbox.",
+        {
+            "type": ["string", "null"],
+            "examples": [
+                "https://graph.microsoft.com/v1.0",
+                "https://graph.microsoft.us/v1.0",
+                "https://dod-graph.microsoft.us/v1.0",
+                "https://microsoftgraph.chinacloudapi.cn/v1.0",
+            ],
+        },
+    ),
+    "authority": _field(
+        "Login authority",
+        "Default https://login.microsoftonline.com; another for a national cloud or a sandbox.",
+        {
+            "type": ["string", "null"],
+            "examples": [
+                "https://login.microsoftonline.com",
+                "https://login.microsoftonline.us",
+                "https://login.chinacloudapi.cn",
+            ],
+        },
+    ),
 }
 
 TWILIO_CONN_FIELDS: dict[str, dict[str, Any]] = {
@@ -120,12 +153,7 @@ def get_provider_info() -> dict[str, Any]:
                 "ui-field-behaviour": {
                     "hidden-fields": ["host", "schema", "port", "extra"],
                     "relabeling": {"login": "Application (client) ID", "password": "Client secret"},
-                    "placeholders": {
-                        "login": "00000000-0000-0000-0000-000000000000",
-                        "tenant_id": "common",
-                        "base_url": "https://graph.microsoft.com/v1.0",
-                        "authority": "https://login.microsoftonline.com",
-                    },
+                    "placeholders": {"login": "00000000-0000-0000-0000-000000000000"},
                 },
                 "conn-fields": MSGRAPH_CONN_FIELDS,
             },
@@ -136,7 +164,7 @@ def get_provider_info() -> dict[str, Any]:
                 "ui-field-behaviour": {
                     "hidden-fields": ["host", "schema", "port", "extra"],
                     "relabeling": {"login": "Account SID", "password": "Auth Token"},
-                    "placeholders": {"login": "AC...", "from_number": "+14155238886", "max_concurrency": "10"},
+                    "placeholders": {"login": "AC..."},
                 },
                 "conn-fields": TWILIO_CONN_FIELDS,
             },

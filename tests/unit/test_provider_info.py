@@ -246,21 +246,34 @@ def test_every_extra_a_hook_reads_is_on_its_form_and_in_its_docs_and_nothing_els
     [("qconn_msgraph", _msgraph_defaults, "outlook.md"), ("qconn_twilio", _twilio_defaults, "whatsapp.md")],
 )
 def test_each_default_is_the_same_in_the_hook_the_form_and_the_docs(conn_type, defaults, doc):
-    form = FORMS[conn_type]
-    placeholders = form["ui-field-behaviour"]["placeholders"]
+    fields = FORMS[conn_type]["conn-fields"]
     rows = _docs_rows(doc)
     defaulted = {name: str(value) for name, value in defaults().items() if value is not None}
     assert defaulted, "the hook defaults nothing?"
     for name, value in defaulted.items():
-        assert placeholders.get(name) == value, name
-        for text in (form["conn-fields"][name]["description"], rows[name]):
-            assert "default" in text.lower() and re.search(rf"(?<![\w/.]){re.escape(value)}(?![\w/]|\.\w)", text), (
-                name,
-                text,
-            )
-    # A placeholder on an extra without a default in the hook is an example, never a value the hook supplies.
-    for name in set(placeholders) & set(form["conn-fields"]) - set(defaulted):
-        assert "default" not in form["conn-fields"][name]["description"].lower(), name
+        for text in (fields[name]["description"], rows[name]):
+            assert "default" in text.lower(), (name, text)
+            assert re.search(rf"(?<![\w/.]){re.escape(value)}(?![\w/]|\.\w)", text), (name, value, text)
+        # A field that suggests values suggests the default first.
+        assert fields[name]["schema"].get("examples", [value])[0] == value, name
+
+
+@pytest.mark.parametrize("conn_type", FORMS)
+def test_placeholders_name_only_standard_fields_the_only_ones_airflow_3_shows_them_on(conn_type):
+    placeholders = FORMS[conn_type]["ui-field-behaviour"]["placeholders"]
+    assert set(placeholders) <= {"description", "host", "port", "login", "password", "schema"}
+
+
+def test_the_suggested_graph_hosts_and_authorities_are_microsoft_clouds_the_hook_recognises():
+    from msal.authority import WELL_KNOWN_AUTHORITY_HOSTS
+
+    from airflow_provider_qconn.hooks.msgraph.settings import GRAPH_CLOUD_HOSTS
+
+    fields = FORMS["qconn_msgraph"]["conn-fields"]
+    graph_hosts = {url.split("/")[2] for url in fields["base_url"]["schema"]["examples"]}
+    authority_hosts = {url.split("/")[2] for url in fields["authority"]["schema"]["examples"]}
+    assert graph_hosts == GRAPH_CLOUD_HOSTS
+    assert authority_hosts <= WELL_KNOWN_AUTHORITY_HOSTS
 
 
 def test_the_auth_type_choices_are_the_auth_modes_table_in_its_order_on_the_form_and_in_the_docs():
@@ -268,6 +281,9 @@ def test_the_auth_type_choices_are_the_auth_modes_table_in_its_order_on_the_form
 
     field = FORMS["qconn_msgraph"]["conn-fields"]["auth_type"]
     assert field["schema"]["enum"] == [None, *AUTH_MODES]
+    # The dropdown's labels (Airflow shows a bare "null" for a choice without one).
+    assert set(field["schema"]["values_display"]) == {"null", *AUTH_MODES}
+    assert all(label.startswith(name) for name, label in field["schema"]["values_display"].items() if name != "null")
     docs_row = _docs_rows("outlook.md")["auth_type"]
     assert re.findall(r"`(\w+)`", docs_row.split(";")[0]) == list(AUTH_MODES)
     assert all(name in field["description"] for name in AUTH_MODES)
