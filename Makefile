@@ -7,7 +7,7 @@ CONSTRAINTS := constraints.txt
 FLOOR_VENV ?= .venv-floor
 FLOOR_AIRFLOW ?= 3.2.2
 
-.PHONY: install demo sandbox test lint format bench test-floor clean
+.PHONY: install demo sandbox airflow standalone test lint format bench test-floor clean
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,12 @@ demo: $(STAMP)
 ## sandbox: keep a sandbox running on https://127.0.0.1:8765 (state in .sandbox/)
 sandbox: $(STAMP)
 	$(BIN)/qconn-sandbox
+
+## airflow: airflow standalone on the example DAGs with a sandbox and its demo connections (AIRFLOW_HOME .airflow/)
+airflow: $(STAMP)
+	$(BIN)/python scripts/standalone.py
+
+standalone: airflow
 
 ## test: lint, then the whole suite
 test: lint
@@ -50,4 +56,4 @@ test-floor:
 	$(FLOOR_VENV)/bin/python -m pytest -p no:cacheprovider
 
 clean:
-	rm -rf $(VENV) $(FLOOR_VENV) .pytest_cache .ruff_cache .sandbox
+	rm -rf $(VENV) $(FLOOR_VENV) .pytest_cache .ruff_cache .sandbox .airflow
