@@ -53,13 +53,16 @@ def run_example_dags() -> bool:
         succeeded &= run.state == "success"
         with create_session() as session:
             rows = session.query(XComModel).filter_by(dag_id=dag_id, run_id=run.run_id).all()
-            outputs: dict[str, dict[str, object]] = {}
+            outputs: dict[tuple[str, int], dict[str, object]] = {}
             for row in rows:
-                if row.key != "return_value":
-                    outputs.setdefault(row.task_id, {})[row.key] = XComModel.deserialize_value(row)
+                outputs.setdefault((row.task_id, row.map_index), {})[row.key] = XComModel.deserialize_value(row)
         for ti in sorted(run.get_task_instances(), key=lambda ti: ti.start_date or ti.end_date or run.start_date):
-            print(f"  {ti.task_id:<22} {ti.state}")
-            for key, value in outputs.get(ti.task_id, {}).items():
+            name = ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]"
+            print(f"  {name:<24} {ti.state}")
+            task_outputs = outputs.get((ti.task_id, ti.map_index), {})
+            if len(task_outputs) > 1:  # multiple outputs: each key, not the dict they came from
+                task_outputs.pop("return_value", None)
+            for key, value in task_outputs.items():
                 print(f"      {key}: {json.dumps(value, default=str)[:110]}")
         print(f"  -> run {run.state}")
     return succeeded
@@ -80,6 +83,9 @@ def main() -> int:
 
     with Sandbox() as sandbox:
         os.environ.update(show_environment(sandbox.url, sandbox.graph_base_url, str(sandbox.bundle_path)))
+        # Messages are delivered the moment they are sent, so a delivery sensor's first check finds them
+        # delivered instead of deferring for its poke interval (a minute in interview_scheduling).
+        sandbox.control.settings(status_delays={"sending": 0, "sent": 0, "delivered": 0})
         succeeded = run_example_dags()
         counts = Counter(f"{e['service']:<8} {e['method']:<6} {e['status']}" for e in sandbox.control.journal())
         print("\nRequests the sandbox saw:")

@@ -33,6 +33,8 @@ MESSAGING_SERVICE_SID = "MG1f2e3d4c5b6a79880716253443526170"
 
 TEMPLATE_REMINDER = "HX1a2b3c4d5e6f708192a3b4c5d6e7f809"
 TEMPLATE_ORDER = "HX9f8e7d6c5b4a30291807f6e5d4c3b2a1"
+TEMPLATE_INTERVIEW = "HX4c8e2a6f0b3d5e7a9c1f3b5d7e9a0c2e"
+TEMPLATE_ALERT = "HX6a0d4b8e2f5c7a9d1e3b5f7a9c0e2d4f"
 
 #: Recipients with a chosen fate, like Twilio's magic test numbers.
 INVALID_NUMBER = "+15005550001"  # refused at create: 21211 (through a Messaging Service: accepted, then failed)
@@ -174,6 +176,26 @@ def default_seed() -> Seed:
                 "language": "en",
                 "body": "Hi {{name}}, your order {{order_id}} is {{status}}.",
                 "variables": {"name": "Customer", "order_id": "1234", "status": "on its way"},
+            },
+            {
+                "sid": TEMPLATE_INTERVIEW,
+                "account_sid": ACCOUNT_SID,
+                "friendly_name": "interview_invitation",
+                "language": "en",
+                "body": "Hi {{name}}, your interview is on {{time}}. Video call: {{link}}",
+                "variables": {
+                    "name": "Candidate",
+                    "time": "Monday 09:00",
+                    "link": "see the calendar invitation sent to your e-mail",
+                },
+            },
+            {
+                "sid": TEMPLATE_ALERT,
+                "account_sid": ACCOUNT_SID,
+                "friendly_name": "airflow_failure_alert",
+                "language": "en",
+                "body": "Airflow: {{dag}} failed at {{task}} (run {{run}}).",
+                "variables": {"dag": "a DAG", "task": "a task", "run": "unknown"},
             },
         ],
         numbers=[
