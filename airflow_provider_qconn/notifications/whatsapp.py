@@ -23,6 +23,13 @@ class WhatsAppNotifier(BaseNotifier):
     context). A callback fires once, so there is no send ledger; each recipient still gets one message, with
     429s retried and ambiguous failures checked with Twilio. It raises when no recipient could be sent to, so
     the failure shows in the callback's log.
+
+    :param recipients: phone numbers, as a list or one string separated by ``,`` or ``;``.
+    :param template_sid: the Content SID (``HX`` + 32 hex digits).
+    :param template_variables: placeholder -> value (text, number or boolean), for every recipient.
+    :param recipient_variables: recipient -> variables, merged over ``template_variables`` for that recipient.
+    :param default_region: ISO country code for numbers written without a country code.
+    :param twilio_conn_id: a ``qconn_twilio`` connection.
     """
 
     template_fields: Sequence[str] = (

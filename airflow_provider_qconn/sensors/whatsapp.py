@@ -33,6 +33,8 @@ class WhatsAppDeliverySensor(BaseSensorOperator):
     :param message_ids: Message SIDs: a list (``send.output["sent_message_ids"]``) or a separated string.
     :param target_statuses: the statuses that count as arrived.
     :param twilio_conn_id: a ``qconn_twilio`` connection.
+    :param deferrable: wait on the triggerer instead of in a worker slot.
+    :param poke_interval: seconds (or a timedelta) between two status checks.
 
     Returns (XCom) ``{"statuses": [...], "details": [...]}``: one slot per distinct SID, in input order.
     """

@@ -77,7 +77,7 @@ KNOWN_DEVIATIONS: dict[str, Deviation] = {
         reason="Graph's documentation of event: cancel (learn.microsoft.com/graph/api/event-cancel, "
         "microsoft-graph-docs-contrib api-reference/v1.0/api/event-cancel.md) says 'If successful, this method "
         "returns 202 Accepted response code'; the description generated from the CSDL declares 204 for every "
-        "action without a return type. DESIGN.md, 'Decisions already taken': the sandbox follows the documentation.",
+        "action without a return type. The sandbox follows the documentation (docs/design.md, 'Decisions').",
         applies=lambda x: x.method == "POST" and x.path.endswith("/cancel") and x.status == 202,
         adjust=lambda x: x.with_status(204),
     ),
