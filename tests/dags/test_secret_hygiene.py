@@ -5,7 +5,9 @@ sandbox's journal.
 
 The secrets are a client secret, a delegated refresh token, the password of an encrypted certificate (app-only
 certificate sign-in) and a Twilio Auth Token, plus a wrong value of each: a refused sign-in must not leak either.
-The DAGs are found by globbing ``example_dags/``, so a new example DAG is checked without editing this file.
+The DAGs are found by globbing ``example_dags/``, so a new example DAG is checked without editing this file; the
+test bundle's deferring DAG runs with them, so that a trigger reads the Auth Token too. Each DAG using Outlook runs
+once per sign-in mode (refresh token, client secret, certificate) and once per wrong secret.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from airflow_provider_qconn.sandbox import connections, seed
 from airflow_provider_qconn.sandbox.server import Sandbox
 
 EXAMPLE_DAGS = Path(__file__).resolve().parents[2] / "example_dags"
+#: The test bundle's DAG with a deferrable sensor (no example DAG defers yet): the trigger path is checked too.
+DEFERRING_DAG = Path(__file__).resolve().parent / "bundle" / "deferred_delivery.py"
 
 #: The application the fake secrets belong to (registered in the sandbox by the test).
 APP_ID = "5e1d9c2b-7a4f-4c3e-8b6d-0f9e8d7c6b5a"
@@ -199,16 +203,20 @@ def world(
 # --- the DAGs ----------------------------------------------------------------------------------------------------
 
 
-def example_dags() -> list[Any]:
-    """Every DAG defined in example_dags/*.py (a file that fails to import fails the test)."""
+def dags_in(path: Path, bundle_path: Path, bundle_name: str) -> list[Any]:
+    """The DAGs a file defines, as Airflow's parser finds them (an import error fails the test)."""
     from airflow.dag_processing.dagbag import DagBag
 
-    found = []
-    for path in sorted(EXAMPLE_DAGS.glob("*.py")):
-        bag = DagBag(dag_folder=path, safe_mode=False, bundle_path=EXAMPLE_DAGS, bundle_name="dags-folder")
-        assert not bag.import_errors, bag.import_errors
-        found.extend(bag.dags[dag_id] for dag_id in sorted(bag.dags))
-    return found
+    bag = DagBag(dag_folder=path, safe_mode=False, bundle_path=bundle_path, bundle_name=bundle_name)
+    assert not bag.import_errors, bag.import_errors
+    return [bag.dags[dag_id] for dag_id in sorted(bag.dags)]
+
+
+def dags_to_run() -> list[Any]:
+    """Every DAG of example_dags/*.py, and the test bundle's deferring DAG."""
+    examples = [dag for path in sorted(EXAMPLE_DAGS.glob("*.py")) for dag in dags_in(path, EXAMPLE_DAGS, "dags-folder")]
+    assert examples, "no example DAG found"
+    return [*examples, *dags_in(DEFERRING_DAG, DEFERRING_DAG.parent, "qconn-tests")]
 
 
 def _callbacks(owner: Any) -> Iterator[Any]:
@@ -291,16 +299,30 @@ def exception_text(call: Callable[[], Any]) -> str:
 # --- the test ----------------------------------------------------------------------------------------------------
 
 
-def test_no_secret_reaches_a_log_an_xcom_a_rendered_field_a_trigger_an_error_or_the_journal(world, capfd, caplog):
+def test_no_secret_reaches_a_log_an_xcom_a_rendered_field_a_trigger_an_error_or_the_journal(
+    world, capfd, caplog, monkeypatch
+):
     from airflow.configuration import conf
+    from airflow.sdk.definitions import dag as dag_module
 
     from airflow_provider_qconn.hooks.msgraph import MSGraphHook
     from airflow_provider_qconn.hooks.twilio import TwilioHook
 
     caplog.set_level("DEBUG")
-    dags = example_dags()
-    assert dags, "no example DAG found"
+    dags = dags_to_run()
     runs: list[Run] = []
+    # Messages stay queued until the clock is moved: a deferrable sensor defers, then its trigger sees them read.
+    world.sandbox.control.settings(status_delays={"sending": 3600, "sent": 7200, "delivered": 10800, "read": 14400})
+    triggers: list[str] = []
+    run_inline_trigger = dag_module._run_inline_trigger
+
+    def run_trigger_recorded(trigger: Any, ti: Any) -> Any:
+        """dag.test() runs a deferred task's trigger in process, storing no Trigger row: keep its serialized form."""
+        triggers.append(json.dumps(trigger.serialize(), default=str))
+        world.sandbox.control.advance_clock(4 * 3600)
+        return run_inline_trigger(trigger, ti)
+
+    monkeypatch.setattr(dag_module, "_run_inline_trigger", run_trigger_recorded)
 
     def run(dag: Any, conn_ids: dict[str, set[str]], credentials: str, graph: dict, twilio: dict) -> None:
         world.use(conn_ids, graph, twilio)
@@ -350,7 +372,7 @@ def test_no_secret_reaches_a_log_an_xcom_a_rendered_field_a_trigger_an_error_or_
         f"log files ({len(log_files)})": "\n".join(path.read_text(errors="replace") for path in log_files),
         "xcom": tables.pop("xcom"),
         "rendered_task_instance_fields": tables.pop("rendered_task_instance_fields"),
-        "trigger": tables.pop("trigger"),
+        f"trigger table and the {len(triggers)} serialized triggers": "\n".join([tables.pop("trigger"), *triggers]),
         f"the other {len(tables)} tables but variable": "\n".join(tables.values()),
         f"exception texts ({len(errors)})": "\n".join(errors),
         f"sandbox journal ({len(journal)} requests)": json.dumps(journal),
@@ -362,7 +384,7 @@ def test_no_secret_reaches_a_log_an_xcom_a_rendered_field_a_trigger_an_error_or_
     assert found == dict.fromkeys(found, 0)
     # ... and the places scanned did hold what the runs wrote.
     assert all(r.run_id in places["task logs (stdout, stderr, log records)"] for r in runs)
-    assert places["xcom"] and places["rendered_task_instance_fields"]
+    assert places["xcom"] and places["rendered_task_instance_fields"] and triggers
     assert issued.count(variable) >= 1  # the scan does see a secret where one is kept on purpose
 
     # Not vacuous: each credential was presented, and only the fake ones were accepted.
