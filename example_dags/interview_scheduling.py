@@ -72,9 +72,8 @@ def meeting_of(interview: dict[str, Any]) -> dict[str, Any]:
     catchup=False,
     tags=["qconn", "outlook", "whatsapp", "example"],
     default_args={
-        "retries": 2,
-        "retry_delay": timedelta(minutes=2),
-        # Every task that fails for good (after its retries) messages the person on call, from where it ran.
+        # No Airflow retries: the hooks retry what is transient (throttling, 5xx, lost answers) within a try, so
+        # a task that still fails is worth a look. Each failed task messages the person on call, from where it ran.
         "on_failure_callback": WhatsAppNotifier(
             recipients="{{ params.on_call }}",
             template_sid=ALERT_TEMPLATE_SID,
@@ -113,8 +112,8 @@ def interview_scheduling() -> None:
     @task
     def plan_interviews(params: dict[str, Any]) -> list[dict[str, Any]]:
         """One interview per candidate, in the order given: who, their WhatsApp number, when in words, and the
-        meeting to schedule. A phone number that is not one, or that two candidates share, fails the task (without
-        retries: the params need fixing) before any meeting is booked."""
+        meeting to schedule. A phone number that is not one, or that two candidates share, fails the task before
+        any meeting is booked."""
         time_zone = params["time_zone"]
         length = timedelta(minutes=params["duration_minutes"])
         interviews: list[dict[str, Any]] = []
