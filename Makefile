@@ -29,9 +29,11 @@ sandbox: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest
 
+## lint: ruff, and mypy over the package (it ships py.typed)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: $(STAMP)
 	$(BIN)/ruff format .
@@ -50,4 +52,4 @@ test-floor:
 	$(FLOOR_VENV)/bin/python -m pytest -p no:cacheprovider
 
 clean:
-	rm -rf $(VENV) $(FLOOR_VENV) .pytest_cache .ruff_cache .sandbox
+	rm -rf $(VENV) $(FLOOR_VENV) .pytest_cache .ruff_cache .mypy_cache .sandbox

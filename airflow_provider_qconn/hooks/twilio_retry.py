@@ -169,7 +169,7 @@ class RetryPolicy:
             stop=stop_after_attempt(max(1, self.attempts)),
             wait=wait,
             retry=retry_if_result(lambda outcome: isinstance(outcome, Failure) and should_retry(outcome)),
-            retry_error_callback=lambda state: state.outcome.result(),
+            retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
         )
 
         async def call() -> T | Failure:  # a coroutine function, which tenacity awaits (a lambda it would not)

@@ -111,7 +111,7 @@ class SendWhatsAppTemplateOperator(BaseOperator):
             self.recipients, self.template_sid, self.template_variables, self.recipient_variables, self.default_region
         )
         template_sid = request.template_sid
-        errors = [
+        errors: list[dict[str, Any]] = [
             {"recipient": written, "code": "invalid_number", "message": f"not a phone number: {reason}"}
             for written, reason in request.invalid
         ] + [
