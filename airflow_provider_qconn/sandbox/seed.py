@@ -97,6 +97,9 @@ class Seed:
     accounts: list[dict[str, Any]] = field(default_factory=list)
     templates: list[dict[str, Any]] = field(default_factory=list)
     numbers: list[dict[str, Any]] = field(default_factory=list)
+    #: Calendar events: a create-event request body as Graph takes it (``recurrence`` included), plus
+    #: ``mailbox``, the organizer's UPN or id.
+    events: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Seed:
@@ -238,3 +241,20 @@ def apply_seed(state: State, seed: Seed) -> None:
                 "INSERT OR REPLACE INTO numbers (number, doc) VALUES (?, ?)",
                 (number["number"], json.dumps(number)),
             )
+    for event in seed.events:
+        _seed_event(state, event)
+
+
+def _seed_event(state: State, event: dict[str, Any]) -> None:
+    """Create one seeded event as the events route would (attendee copies, Teams links, recurrence)."""
+    from airflow_provider_qconn.sandbox.graph import GraphError, insert_event
+
+    body = dict(event)
+    owner = body.pop("mailbox", None)
+    mailbox = state.doc("SELECT doc FROM mailboxes WHERE id = ? OR upn = ?", (owner, owner))
+    if mailbox is None:
+        raise ValueError(f"event for unknown mailbox {owner!r}")
+    try:
+        insert_event(state, mailbox, body)
+    except GraphError as error:
+        raise ValueError(f"event {body.get('subject')!r}: {error.code}: {error.message}") from error
