@@ -33,6 +33,7 @@ MESSAGING_SERVICE_SID = "MG1f2e3d4c5b6a79880716253443526170"
 
 TEMPLATE_REMINDER = "HX1a2b3c4d5e6f708192a3b4c5d6e7f809"
 TEMPLATE_ORDER = "HX9f8e7d6c5b4a30291807f6e5d4c3b2a1"
+TEMPLATE_MEETING_REMINDER = "HX5e6f708192a3b4c5d6e7f8091a2b3c4d"
 
 #: Recipients with a chosen fate, like Twilio's magic test numbers.
 INVALID_NUMBER = "+15005550001"  # refused at create: 21211 (through a Messaging Service: accepted, then failed)
@@ -175,6 +176,14 @@ def default_seed() -> Seed:
                 "language": "en",
                 "body": "Hi {{name}}, your order {{order_id}} is {{status}}.",
                 "variables": {"name": "Customer", "order_id": "1234", "status": "on its way"},
+            },
+            {
+                "sid": TEMPLATE_MEETING_REMINDER,
+                "account_sid": ACCOUNT_SID,
+                "friendly_name": "meeting_reminder",
+                "language": "en",
+                "body": "Hi {{1}}, a reminder: {{2}} starts {{3}}. Join: {{4}}",
+                "variables": {"1": "there", "2": "our meeting", "3": "soon", "4": "see your invitation"},
             },
         ],
         numbers=[
