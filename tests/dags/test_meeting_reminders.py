@@ -181,3 +181,37 @@ def test_each_attendee_is_reminded_once_of_each_meeting_across_retries_a_clear_a
     assert sent(sandbox_env) == expected + Counter({review: 1, moved: 1})
     # One create was answered 503 after it took effect: the send task found that message instead of sending again.
     assert sorted(twilio_creates(sandbox_env)) == [201, 201, 201, 201, 503]
+
+
+def test_the_plan_leaves_out_who_declined_who_has_no_number_and_meetings_already_started(monkeypatch):
+    module = load()
+    monkeypatch.setattr(module.Variable, "get", lambda key, default=None: json.dumps(PHONES))
+    pushed: dict[str, Any] = {}
+    ti = type("TI", (), {"xcom_push": lambda self, key, value: pushed.update({key: value})})()
+
+    def listed(subject: str, start: str, *attendees: tuple[str, str]) -> dict[str, Any]:
+        people = [{"email": email, "name": None, "type": "required", "response": answer} for email, answer in attendees]
+        return {"subject": subject, "start": start, "join_url": None, "attendees": people}
+
+    meetings = [
+        listed(
+            "Retro", "2030-06-05T09:30:00+02:00", (seed.COLLEAGUE, "declined"), ("ana@FABRIKAM.example", "accepted")
+        ),
+        listed("Started", "2020-06-05T09:30:00+02:00", (seed.COLLEAGUE, "accepted")),
+        listed("Nobody to tell", "2030-06-05T10:30:00+02:00", ("nobody@fabrikam.example", "none")),
+    ]
+    sends = module.dag.get_task("plan_reminders").python_callable(meetings, ti=ti)
+    assert sends == [
+        {
+            "recipients": [ANA],
+            "template_variables": {
+                "2": "Retro",
+                "3": "Wed 05 Jun at 09:30 CEST",
+                "4": "no Teams link, see your invitation",
+            },
+            "recipient_variables": {ANA: {"1": "there"}},
+        }
+    ]
+    assert [(m["meeting"], m["email"]) for m in pushed["without_number"]] == [
+        ("Nobody to tell", "nobody@fabrikam.example")
+    ]
