@@ -539,10 +539,11 @@ def _resolve(state: State, mailbox: dict[str, Any], event_id: str) -> tuple[dict
             raise
     master_id, day = parsed
     master, folder = _load(state, mailbox, master_id)
-    original = _series(master).start_on(day) if master.get("recurrence") else None
-    if original is None:
+    series = _series(master) if master.get("recurrence") else None
+    original = series.start_on(day) if series else None
+    if series is None or original is None:
         raise _not_found()
-    occurrence = _occurrence(master, day, original, _series(master).duration)
+    occurrence = _occurrence(master, day, original, series.duration)
     if not _visible(occurrence):
         raise _not_found()
     return occurrence, folder, master

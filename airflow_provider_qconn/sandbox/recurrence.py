@@ -10,7 +10,8 @@ occurrence is then placed in the zone.
 Where Graph's own documentation is silent, Exchange's (which Graph's calendar sits on) decides:
 ``dayOfMonth`` beyond a month's last day means that month's last day (the ``DayOfMonth`` element of the EWS
 reference), and a relative pattern with several days picks the ``index``-th of any of them in the month (the
-first weekday, the last weekend day).
+first weekday, the last weekend day), and an ``interval`` is from 1 to 99 (the EWS reference's recurrence
+patterns).
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ def normalise(recurrence: Any, default_zone: str) -> dict[str, Any]:
         "startDate": start.isoformat(),
         "endDate": end.isoformat() if range_kind == "endDate" else NO_DATE,
         "recurrenceTimeZone": span.get("recurrenceTimeZone") or default_zone,
-        "numberOfOccurrences": _integer(count, "numberOfOccurrences", 1, 999) if range_kind == "numbered" else 0,
+        "numberOfOccurrences": _integer(count, "numberOfOccurrences", 1, 2**31 - 1) if range_kind == "numbered" else 0,
     }
     return {"pattern": normalised_pattern, "range": normalised_range}
 
