@@ -18,6 +18,7 @@ Runs as is against the sandbox (``make demo``): the template is the sandbox's ``
 reminder: {{2}} starts {{3}}. Join: {{4}}"). Against Twilio, use an approved Content template of your own with
 the same four placeholders. ``LEAD`` and the timetable are fixed in the code on purpose: changing either makes
 the windows of the runs before and after the change overlap (duplicate reminders) or leave a gap (missed ones).
+Set ``start_date`` to when you deploy it: with catch-up on, Airflow runs every hour since then.
 """
 
 from __future__ import annotations
