@@ -1,4 +1,5 @@
-"""Outlook operators (Qflow's "Outlook" connector): schedule, update and cancel a meeting through Microsoft Graph.
+"""Outlook operators (Qflow's "Outlook" connector): schedule, update and cancel a meeting through Microsoft Graph,
+and list a mailbox's meetings in a window.
 
 Each operator validates its (rendered) parameters before any request, makes one hook call, and returns a dict
 that ``multiple_outputs`` turns into one XCom per key (``schedule.output["meeting_id"]``).
@@ -10,6 +11,7 @@ import uuid
 from collections.abc import Sequence
 from functools import cached_property
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from airflow.sdk import BaseOperator, Context
 
@@ -18,6 +20,7 @@ from airflow_provider_qconn.exceptions import MeetingStateError, NonRetryableApi
 from airflow_provider_qconn.hooks.msgraph import (
     DUPLICATE_TRANSACTION_ID,
     ITEM_NOT_FOUND,
+    CalendarEntry,
     EventDetails,
     Meeting,
     MSGraphHook,
@@ -340,3 +343,101 @@ class CancelMeetingOperator(_MeetingOperator):
         finally:
             self.hook.close()
         return {"meeting_id": meeting_id, "cancelled": cancelled}
+
+
+class ListMeetingsOperator(_MeetingOperator):
+    """List the meetings of the connection's mailbox that overlap a window (``GET .../calendarView``), recurring
+    ones expanded into their occurrences, in start order.
+
+    By default the window is the run's data interval, so consecutive runs of a DAG on an interval timetable
+    list disjoint windows that together cover every moment: each meeting start falls in exactly one run's
+    window. A run without a data interval (Airflow 3's default cron timetable, a manual run) fails before any
+    request unless ``start`` and ``end`` are given.
+
+    :param start: the window's start (forms as for ScheduleMeetingOperator); default: the data interval's start.
+    :param end: the window's end; default: the data interval's end. Give both or neither.
+    :param time_zone: the IANA zone of naive ``start``/``end`` values and of the times returned (default ``UTC``).
+    :param include_cancelled: also list meetings marked cancelled (an attendee's copy of a meeting its organizer
+        cancelled stays in the attendee's calendar until removed); default False.
+    :param subject_contains: only meetings whose subject contains this text, ignoring case.
+    :param msgraph_conn_id: a ``qconn_msgraph`` connection.
+
+    Returns ``meetings``: one dict per meeting or occurrence, with ``meeting_id``, ``series_id`` (None for a
+    single meeting), ``subject``, ``start`` and ``end`` (ISO 8601 with the offset of ``time_zone``),
+    ``time_zone``, ``location``, ``web_link``, ``join_url``, ``organizer`` (an address), ``attendees`` (each
+    ``email``, ``name``, ``type``, ``response``) and ``is_cancelled``.
+    """
+
+    template_fields: Sequence[str] = (
+        "start",
+        "end",
+        "time_zone",
+        "include_cancelled",
+        "subject_contains",
+        "msgraph_conn_id",
+    )
+
+    def __init__(
+        self,
+        *,
+        start: Any = None,
+        end: Any = None,
+        time_zone: str = "UTC",
+        include_cancelled: Any = False,
+        subject_contains: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.start = start
+        self.end = end
+        self.time_zone = time_zone
+        self.include_cancelled = include_cancelled
+        self.subject_contains = subject_contains
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        zone = normalise.zone(self.time_zone)
+        interval = (context.get("data_interval_start"), context.get("data_interval_end"))
+        start, end = normalise.listing_window(self.start, self.end, zone.key, interval)
+        include_cancelled = normalise.flag(self.include_cancelled, "include_cancelled", default=False)
+        wanted = (normalise.text(self.subject_contains, "subject_contains") or "").casefold()
+        try:
+            entries = self.hook.list_events(start, end)
+        finally:
+            self.hook.close()
+        kept = [
+            entry
+            for entry in entries
+            if (include_cancelled or not entry.is_cancelled) and wanted in entry.subject.casefold()
+        ]
+        kept.sort(key=lambda entry: (entry.start, entry.id))
+        self.log.info(
+            "%d meetings from %s to %s (%d of the %d listed left out: cancelled or without %r in the subject)",
+            len(kept),
+            start.isoformat(),
+            end.isoformat(),
+            len(entries) - len(kept),
+            len(entries),
+            wanted,
+        )
+        return {"meetings": [_listed(entry, zone) for entry in kept]}
+
+
+def _listed(entry: CalendarEntry, zone: ZoneInfo) -> dict[str, Any]:
+    """A meeting as ListMeetingsOperator returns it, its times in ``zone``."""
+    return {
+        "meeting_id": entry.id,
+        "series_id": entry.series_id,
+        "subject": entry.subject,
+        "start": entry.start.astimezone(zone).isoformat(),
+        "end": entry.end.astimezone(zone).isoformat(),
+        "time_zone": zone.key,
+        "location": entry.location,
+        "web_link": entry.web_link,
+        "join_url": entry.join_url,
+        "organizer": entry.organizer,
+        "attendees": [
+            {"email": person.email, "name": person.name, "type": person.type, "response": person.response}
+            for person in entry.attendees
+        ],
+        "is_cancelled": entry.is_cancelled,
+    }

@@ -104,16 +104,17 @@ def parse_section(path: Path, lines: list[str], name: str) -> Section:
 def default_matches(cell: str, parameter: inspect.Parameter) -> bool:
     """Whether a table's default cell says what the signature's default is.
 
-    ``required``: no default. ``none`` (or ``unchanged``, for an update): None. Otherwise the cell's code span is
-    the default as a Python literal, a bare string (a connection id), or an ``[section] option`` of Airflow's
-    configuration whose value is the default.
+    ``required``: no default. None: ``none``, ``unchanged`` (an update), or words without code that say what
+    None stands for (``the data interval's start``). Otherwise the cell's code span is the default as a Python
+    literal, a bare string (a connection id), or an ``[section] option`` of Airflow's configuration whose value
+    is the default.
     """
     default = parameter.default
+    spans = CODE.findall(cell)
     if default is inspect.Parameter.empty:
         return cell == "required"
     if default is None:
-        return cell in ("none", "unchanged")
-    spans = CODE.findall(cell)
+        return cell != "required" and not spans
     if len(spans) != 1:
         return False
     span = spans[0]
@@ -182,7 +183,8 @@ def test_a_default_cell_is_checked_against_the_signature():
     given = signature(a="UTC", b=False, c=None, d=("delivered", "read"), e="qconn_twilio_default", f=30)
     assert default_matches('`"UTC"`', given["a"]) and not default_matches('`"utc"`', given["a"])
     assert default_matches("`False`", given["b"]) and not default_matches("`True`", given["b"])
-    assert default_matches("none", given["c"]) and not default_matches("`None`", given["c"])
+    assert default_matches("none", given["c"]) and default_matches("the data interval's start", given["c"])
+    assert not default_matches("`None`", given["c"]) and not default_matches("required", given["c"])
     assert default_matches('`("delivered", "read")`', given["d"])
     assert default_matches("`qconn_twilio_default`", given["e"]) and not default_matches("`qconn`", given["e"])
     assert default_matches("`30` (seconds)", given["f"]) and not default_matches("required", given["f"])

@@ -320,6 +320,7 @@ def test_content_templates_are_listed_and_fetched(client):
     assert [c["sid"] for c in listing["contents"]] == [
         seed.TEMPLATE_REMINDER,
         seed.TEMPLATE_ORDER,
+        seed.TEMPLATE_MEETING_REMINDER,
         seed.TEMPLATE_INTERVIEW,
         seed.TEMPLATE_ALERT,
     ]
