@@ -162,10 +162,16 @@ class SendLedger:
         self._store = store if store is not None else MemoryStore()
         self.key = key or LedgerKey("00000000", "detached", -1)
         self.key_id = self._hash("qconn-ledger-key", 12)
-        #: hashed recipient -> [message SID, hashed content]
+        #: A mapped instance's inputs can change with its map index (an upstream re-chunked the list, or one
+        #: instance per meeting and the meetings changed), so it keys its entries by recipient and content; an
+        #: unmapped one by recipient alone (its inputs can only change by being edited between tries).
+        self._mapped = self.key.map_index >= 0
+        #: entry key (hashed recipient, plus ``.`` and hashed content when mapped) -> [message SID, hashed content]
         self._sent: dict[str, list[str]] = {}
-        #: hashed recipient -> [when the first send began, when the latest began, hashed content]
+        #: entry key -> [when the first send began, when the latest began, hashed content]
         self._in_flight: dict[str, list[Any]] = {}
+        #: recipient -> the entry key its send was recorded in flight under
+        self._entry_keys: dict[str, str] = {}
         #: What the other map indexes of this task in this run recorded (read-only here), by hashed recipient and
         #: hashed content: another map index may rightly send the same person other content (another meeting's
         #: reminder), so only the same content counts as already sent.
@@ -208,9 +214,9 @@ class SendLedger:
                 self._in_flight.update(record.get("in_flight", {}))
         elif readable:
             for key, (sid, content) in record.get("sent", {}).items():
-                self._sibling_sent[(key, content)] = sid
+                self._sibling_sent[(key.partition(".")[0], content)] = sid
             for key, entry in record.get("in_flight", {}).items():
-                self._sibling_in_flight[(key, str(entry[2]) if len(entry) > 2 else "")] = entry
+                self._sibling_in_flight[(key.partition(".")[0], str(entry[2]) if len(entry) > 2 else "")] = entry
 
     def _hash(self, text: str, length: int) -> str:
         return hmac.new(self._secret, text.encode(), hashlib.sha256).hexdigest()[:length]
@@ -218,15 +224,20 @@ class SendLedger:
     def _recipient(self, recipient: str) -> str:
         return self._hash(recipient, 24)
 
+    def _entry(self, recipient: str, content: str) -> str:
+        hashed = self._recipient(recipient)
+        return f"{hashed}.{content}" if self._mapped else hashed
+
     def content(self, template_sid: str, variables: Mapping[str, str]) -> str:
         """A keyed hash of what a recipient is sent (template and variables), to tell a changed input apart."""
         return self._hash(template_sid + "\x1f" + json.dumps(dict(variables), sort_keys=True), 16)
 
     def sent_message(self, recipient: str, content: str) -> tuple[str, str] | None:
         """(message SID, hashed content) of what this task instance already sent to a recipient (whatever the
-        content), or what another map index sent it with this very ``content``; None when neither."""
+        content, unless it is a mapped instance), or what another map index sent it with this very ``content``;
+        None when neither."""
         key = self._recipient(recipient)
-        entry = self._sent.get(key)
+        entry = self._sent.get(self._entry(recipient, content))
         if entry:
             return (entry[0], entry[1])
         sid = self._sibling_sent.get((key, content))
@@ -237,7 +248,7 @@ class SendLedger:
         map index), if their outcome was never recorded (a crash in between, an answer that never came, or a
         record that cannot be read)."""
         key = self._recipient(recipient)
-        entry = self._in_flight.get(key) or self._sibling_in_flight.get((key, content))
+        entry = self._in_flight.get(self._entry(recipient, content)) or self._sibling_in_flight.get((key, content))
         window = (float(entry[0]), float(entry[1])) if entry else None
         return _widen(window, self.unreadable) if self.unreadable else window
 
@@ -245,7 +256,7 @@ class SendLedger:
         """Record that sends to these (recipient, hashed content) are about to start: one write, before them."""
         changed = False
         for recipient, content in entries:
-            key = self._recipient(recipient)
+            key = self._entry_keys[recipient] = self._entry(recipient, content)
             if key in self._sent:
                 continue
             first = self._in_flight.get(key, [started_at])[0]
@@ -259,11 +270,11 @@ class SendLedger:
         """Record sent messages (recipient -> SID) and sends that ended without one; ``complete`` marks the end
         of the task's sending (one write)."""
         for recipient, sid in sent.items():
-            key = self._recipient(recipient)
+            key = self._entry_keys.get(recipient) or self._recipient(recipient)
             entry = self._in_flight.pop(key, None)
             self._sent[key] = [sid, str(entry[2]) if entry and len(entry) > 2 else ""]
         for recipient in finished:
-            self._in_flight.pop(self._recipient(recipient), None)
+            self._in_flight.pop(self._entry_keys.get(recipient) or self._recipient(recipient), None)
         self.completed = self.completed or complete
         self._write()
 
