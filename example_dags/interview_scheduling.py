@@ -104,7 +104,7 @@ def meeting_of(interview: dict[str, Any]) -> dict[str, Any]:
         "interviewers": Param(["megan@contoso.example"], type="array", items={"type": "string"}),
         "duration_minutes": Param(45, type="integer", minimum=15, maximum=240),
         "time_zone": Param("Europe/Madrid", type="string"),
-        "on_call": Param("+598 99 765 432", type="string", description="who is messaged when the run fails"),
+        "on_call": Param("+598 99 765 432", type="string", description="who is messaged when a task fails"),
     },
     doc_md=__doc__,
 )
