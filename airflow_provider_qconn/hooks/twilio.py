@@ -30,6 +30,7 @@ from airflow_provider_qconn import normalise
 from airflow_provider_qconn.exceptions import ApiError, ConnectionConfigError, NonRetryableApiError
 from airflow_provider_qconn.hooks import twilio_reconcile
 from airflow_provider_qconn.hooks.common import ca_bundle, https_url, positive_int, ssl_context
+from airflow_provider_qconn.hooks.twilio_pipeline import SendPipeline, batch_size
 from airflow_provider_qconn.hooks.twilio_retry import Failure, RetryPolicy, classify, throttled_error, twilio_error
 from airflow_provider_qconn.ledger import SendLedger
 
@@ -48,6 +49,9 @@ DEFAULT_MAX_CONCURRENCY = 10
 #: WhatsApp senders deliver 10 messages/s by default and Twilio queues the rest for up to 4 hours.
 SENDER_MESSAGES_PER_SECOND = 10
 QUEUE_HOURS = 4
+#: A recipient is sent to at most this long after the ledger write that marked it in flight (else it is marked
+#: again first): what bounds the look-up window of a later try (see :mod:`.twilio_pipeline`).
+SEND_HORIZON_SECONDS = 60.0
 #: Tolerance between our clock and Twilio's when matching ``date_created`` (Twilio stores whole seconds).
 CLOCK_SKEW_SECONDS = 5.0
 #: After a create timed out, Twilio may still be creating the message: wait this long (at most the timeout)
@@ -170,6 +174,8 @@ class TwilioHook(BaseHook):
         self.max_attempts = max_attempts
         self.backoff_seconds = backoff_seconds
         self.retry = RetryPolicy(attempts=max_attempts, backoff=backoff_seconds)
+        #: A send starts at most this many seconds after the ledger write that marked it in flight.
+        self.send_horizon = SEND_HORIZON_SECONDS
 
     # --- configuration and clients -------------------------------------------------------------------------
 
@@ -321,9 +327,10 @@ class TwilioHook(BaseHook):
 
         Recipients the ledger shows as sent to (by this or any earlier try) are not sent to again, whatever
         their variables are now; those it shows in flight (an earlier try died mid-send, or its record cannot
-        be read) are first looked up at Twilio. Each chunk of ``4 x max_concurrency`` recipients is recorded as
-        in flight (one ledger write) before any of its sends begins, and its SIDs after (one write). Results
-        come back in input order.
+        be read) are first looked up at Twilio. ``max_concurrency`` requests stay in flight from the first
+        recipient to the last, while the ledger is written ahead of them: no recipient is sent to before a
+        ledger write that marks it in flight has completed, and message SIDs are written after (see
+        :mod:`~airflow_provider_qconn.hooks.twilio_pipeline`). Results come back in input order.
 
         :param messages: one per recipient (E.164), with the variables for that recipient as text.
         :param template_sid: the Content SID.
@@ -373,23 +380,22 @@ class TwilioHook(BaseHook):
                 changed,
             )
         claimed = {result.message_id for result in results.values() if result.message_id}
-        chunk_size = 4 * config.max_concurrency
 
         async def work(client: Client) -> None:
             limiter = asyncio.Semaphore(config.max_concurrency)
-            for start in range(0, len(pending), chunk_size):
-                chunk = pending[start : start + chunk_size]
-                ledger.begin([(item.outgoing.recipient, item.content) for item in chunk], time.time())
-                outcomes = await asyncio.gather(
-                    *(self._send_one(client, limiter, item, template_sid, claimed) for item in chunk)
-                )
-                for outcome in outcomes:
-                    results[outcome.recipient] = outcome
-                ledger.record(
-                    {o.recipient: o.message_id for o in outcomes if o.message_id},
-                    finished=[o.recipient for o in outcomes if not (o.message_id or o.unresolved)],
-                    complete=start + chunk_size >= len(pending),
-                )
+            pipeline: SendPipeline[SendResult] = SendPipeline(
+                ledger,
+                [(item.outgoing.recipient, item.content) for item in pending],
+                lambda outcome: (outcome.message_id, not outcome.unresolved),
+                workers=config.max_concurrency,
+                batch=batch_size(len(pending), config.max_concurrency),
+                horizon=self.send_horizon,
+            )
+            outcomes = await pipeline.run(
+                lambda index: self._send_one(client, limiter, pending[index], template_sid, claimed)
+            )
+            for outcome in outcomes:
+                results[outcome.recipient] = outcome
 
         if pending:
             await self._arun(work)
@@ -460,12 +466,12 @@ class TwilioHook(BaseHook):
         return min(self.timeout, SETTLE_SECONDS)
 
     def _send_window(self) -> float:
-        """How long after a chunk was recorded its sends could still create messages: each recipient waits for at
-        most ``4`` rounds of the concurrency bound, each round at most every attempt's timeout, settling time
-        and look-up, plus the backoffs."""
+        """How long after its latest mark in the ledger a recipient's send could still create a message: the send
+        starts within :attr:`send_horizon` of the mark (:mod:`.twilio_pipeline`), then every attempt may take
+        its timeout, settling time and look-up, plus the backoffs."""
         per_attempt = self.timeout + self._settle_seconds() + self.timeout
         waits = self.retry.worst_case(0.0)
-        return 4 * (self.max_attempts * per_attempt + waits) + CLOCK_SKEW_SECONDS
+        return self.send_horizon + self.max_attempts * per_attempt + waits + CLOCK_SKEW_SECONDS
 
     async def _find_created(
         self,
