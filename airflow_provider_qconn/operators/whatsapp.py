@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, Context
 
-from airflow_provider_qconn import normalise
 from airflow_provider_qconn.exceptions import InvalidParameterError, QconnError
-from airflow_provider_qconn.hooks.twilio import OutgoingMessage, TwilioHook
-from airflow_provider_qconn.ledger import LedgerKey, LedgerStore, SendLedger, VariableStore, prune
-from airflow_provider_qconn.task_instance import TaskInstanceIdentity
 
+if TYPE_CHECKING:
+    from airflow_provider_qconn.ledger import LedgerStore
+
+# The hook, the twilio SDK, the ledger and the input rules are imported where a task runs, never where a DAG is
+# parsed.
+
+#: TwilioHook.default_conn_name, without importing the hook.
+DEFAULT_TWILIO_CONN_ID = "qconn_twilio_default"
 FAIL_ON = ("error", "partial", "never")
 
 
@@ -93,7 +97,7 @@ class SendWhatsAppTemplateOperator(BaseOperator):
         recipient_variables: dict[str, dict[str, Any]] | str | None = None,
         default_region: str | None = None,
         fail_on: str = "error",
-        twilio_conn_id: str = TwilioHook.default_conn_name,
+        twilio_conn_id: str = DEFAULT_TWILIO_CONN_ID,
         **kwargs: Any,
     ) -> None:
         super().__init__(multiple_outputs=True, **kwargs)
@@ -106,6 +110,11 @@ class SendWhatsAppTemplateOperator(BaseOperator):
         self.twilio_conn_id = twilio_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_provider_qconn import normalise
+        from airflow_provider_qconn.hooks.twilio import OutgoingMessage, TwilioHook
+        from airflow_provider_qconn.ledger import LedgerKey, SendLedger
+        from airflow_provider_qconn.task_instance import TaskInstanceIdentity
+
         fail_on = _fail_on(self.fail_on)
         request = normalise.template_send(
             self.recipients, self.template_sid, self.template_variables, self.recipient_variables, self.default_region
@@ -154,10 +163,14 @@ class SendWhatsAppTemplateOperator(BaseOperator):
 
     def _ledger_store(self) -> LedgerStore:
         """Where the send ledger lives: Airflow Variables, which every worker and every later try can read."""
+        from airflow_provider_qconn.ledger import VariableStore
+
         return VariableStore()
 
     def _prune(self, store: LedgerStore) -> None:
         """Delete other tasks' expired ledger records; never a reason to fail a send that went through."""
+        from airflow_provider_qconn.ledger import prune
+
         try:
             deleted = prune(store)
         except Exception as error:
@@ -202,7 +215,7 @@ class GetMessageStatusOperator(BaseOperator):
         *,
         message_ids: str | Sequence[str],
         fail_on: str = "error",
-        twilio_conn_id: str = TwilioHook.default_conn_name,
+        twilio_conn_id: str = DEFAULT_TWILIO_CONN_ID,
         **kwargs: Any,
     ) -> None:
         super().__init__(multiple_outputs=True, **kwargs)
@@ -211,6 +224,9 @@ class GetMessageStatusOperator(BaseOperator):
         self.twilio_conn_id = twilio_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_provider_qconn import normalise
+        from airflow_provider_qconn.hooks.twilio import TwilioHook
+
         fail_on = _fail_on(self.fail_on)
         sids = normalise.message_ids(self.message_ids)
         valid = [sid for sid in sids if normalise.is_message_sid(sid)]
