@@ -46,8 +46,12 @@ _QUIET = logging.getLogger("airflow_provider_qconn.twilio_http")
 _QUIET.setLevel(logging.WARNING)
 
 DEFAULT_MAX_CONCURRENCY = 10
-#: WhatsApp senders deliver 10 messages/s by default and Twilio queues the rest for up to 4 hours.
-SENDER_MESSAGES_PER_SECOND = 10
+#: What one WhatsApp sender takes by default (Twilio's WhatsApp best practices: 80 messages/s, text or media; text
+#: up to 400/s on request); Twilio queues the excess for at most QUEUE_HOURS, then fails it. A Messaging Service
+#: with several senders spreads the volume over them. Meta separately caps the business-initiated conversations
+#: a sender starts per rolling 24 hours by its tier (250, 1K, 10K, 100K, unlimited; beyond it messages fail
+#: with 63018): see docs/whatsapp.md, "Large lists".
+SENDER_MESSAGES_PER_SECOND = 80
 QUEUE_HOURS = 4
 #: A recipient is sent to at most this long after the ledger write that marked it in flight (else it is marked
 #: again first): what bounds the look-up window of a later try (see :mod:`.twilio_pipeline`).
@@ -352,8 +356,9 @@ class TwilioHook(BaseHook):
         queue_limit = SENDER_MESSAGES_PER_SECOND * QUEUE_HOURS * 3600
         if len(messages) > queue_limit:
             log.warning(
-                "Sending %d messages: at %d messages/s a WhatsApp sender delivers about %d within the %d hours "
-                "Twilio keeps them queued; the rest may fail.",
+                "Sending %d messages: at its default %d messages/s one WhatsApp sender delivers about %d within the "
+                "%d hours Twilio keeps them queued; the rest may fail (spread them over a Messaging Service's "
+                "senders, or ask Twilio for more throughput).",
                 len(messages),
                 SENDER_MESSAGES_PER_SECOND,
                 queue_limit,
