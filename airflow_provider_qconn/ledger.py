@@ -163,6 +163,8 @@ class SendLedger:
         self._store = store if store is not None else MemoryStore()
         self.key = key or LedgerKey("00000000", "detached", -1)
         self.key_id = self._hash("qconn-ledger-key", 12)
+        #: recipient -> its keyed hash, computed once per recipient (a send hashes it several times)
+        self._recipients: dict[str, str] = {}
         #: hashed recipient -> [message SID, hashed content]
         self._sent: dict[str, list[str]] = {}
         #: hashed recipient -> [when the first send began, when the latest began, hashed content]
@@ -217,7 +219,10 @@ class SendLedger:
         return hmac.new(self._secret, text.encode(), hashlib.sha256).hexdigest()[:length]
 
     def _recipient(self, recipient: str) -> str:
-        return self._hash(recipient, 24)
+        hashed = self._recipients.get(recipient)
+        if hashed is None:
+            hashed = self._recipients[recipient] = self._hash(recipient, 24)
+        return hashed
 
     def content(self, template_sid: str, variables: Mapping[str, str]) -> str:
         """A keyed hash of what a recipient is sent (template and variables), to tell a changed input apart."""

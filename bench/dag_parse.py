@@ -65,6 +65,7 @@ def main() -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=9)
     parser.add_argument("--child", action="store_true")
+    parser.add_argument("--name", default="dag_parse", help="results file: bench/results/<name>.json")
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child()))
@@ -91,7 +92,7 @@ def main() -> dict[str, Any]:
         "provider_modules_loaded": runs[-1]["provider_modules_loaded"],
     }
     print(json.dumps(report["import_s"]), "SDK modules:", report["sdk_modules_loaded"])
-    write_results("dag_parse", report)
+    write_results(args.name, report)
     return report
 
 

@@ -64,6 +64,19 @@ SETTLE_SECONDS = 10.0
 #: From this many SIDs on, statuses are read by listing the newest messages (LIST_PAGE a page) before fetching.
 LIST_THRESHOLD = 50
 LIST_PAGE = 1000
+#: Where the twilio SDK sends Messages API requests when the connection names no base_url.
+TWILIO_API = "https://api.twilio.com"
+
+
+def env_proxy(url: str) -> str | None:
+    """The proxy ``HTTPS_PROXY``/``HTTP_PROXY`` name for ``url``, unless ``NO_PROXY`` exempts its host."""
+    import urllib.parse
+    import urllib.request
+
+    parts = urllib.parse.urlsplit(url)
+    if parts.hostname is None or urllib.request.proxy_bypass(parts.hostname):
+        return None
+    return urllib.request.getproxies().get(parts.scheme)
 
 
 @dataclass(frozen=True)
@@ -270,8 +283,9 @@ class TwilioHook(BaseHook):
 
         http = HttpClient(pool_connections=False, logger=_QUIET)
         connector = aiohttp.TCPConnector(limit=self.config.max_concurrency, ssl=ssl_context())
-        # trust_env: HTTPS_PROXY/NO_PROXY apply, as they do for every other client the provider uses.
-        http.session = aiohttp.ClientSession(connector=connector, trust_env=True)
+        # HTTPS_PROXY/NO_PROXY apply, as they do for every other client the provider uses: read once here, not
+        # by aiohttp's trust_env, which looks them up in a thread for every request.
+        http.session = aiohttp.ClientSession(connector=connector, proxy=env_proxy(self.config.base_url or TWILIO_API))
         return self._client(http), http
 
     async def _arun(self, work: Callable[[Client], Awaitable[T]]) -> T:
