@@ -178,12 +178,13 @@ def test_a_send_whose_last_answer_failed_stays_in_flight_for_the_next_try(sandbo
 
 
 def test_a_later_message_from_elsewhere_is_not_taken_for_ours(sandbox_env):
-    # An earlier try marked the recipient in flight a minute ago and died before sending anything; since then
+    # An earlier try marked the recipient in flight two minutes ago and died before sending anything; since then
     # another DAG sent this number a message from the same sender.
     [foreign] = TwilioHook().send_whatsapp_templates(outgoing(NUMBERS[:1]), seed.TEMPLATE_ORDER)
     ledger = SendLedger(seed.AUTH_TOKEN)
-    ledger.begin([(NUMBERS[0], "")], time.time() - 60)
-    hook = TwilioHook(timeout=1, max_attempts=1, backoff_seconds=0.01)  # could only have sent for ~9 s
+    ledger.begin([(NUMBERS[0], "")], time.time() - 120)
+    # It could only have sent within ~68 s of the mark: 60 s to start the send, then one attempt of ~3 s.
+    hook = TwilioHook(timeout=1, max_attempts=1, backoff_seconds=0.01)
     [result] = hook.send_whatsapp_templates(outgoing(NUMBERS[:1]), seed.TEMPLATE_REMINDER, ledger=ledger)
     assert result.sent and result.message_id != foreign.message_id and not result.resumed
     assert len(sandbox_env.control.messages()) == 2
