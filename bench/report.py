@@ -85,14 +85,15 @@ def rows() -> list[tuple[str, str, str, str]]:
                 f"hook {main['hook_speedup_over_loop']:.1f}x faster",
             )
         )
-        old = (before.get("send") or {}).get("hook_s")
+        old = before.get("send") or {}
         if old:
             table.append(
                 (
-                    f"{label}: TwilioHook before this branch",
-                    seconds(old),
-                    f"now {seconds(main['hook_s'])}",
-                    ratio(old, main["hook_s"]) + " slower",
+                    f"{label}: TwilioHook / plain client, before this branch (its own run)",
+                    f"{old['hook_of_plain']:.2f}x",
+                    f"now {main['hook_of_plain']:.2f}x",
+                    f"CPU {old['hook_cpu_s'] / old['plain_client_cpu_s']:.2f}x before, "
+                    f"{main['hook_cpu_s'] / main['plain_client_cpu_s']:.2f}x now",
                 )
             )
         duplicates = sum(check["hook"]["duplicates"] + check["hook"]["missing"] for check in main["exactly_once"])
@@ -102,7 +103,7 @@ def rows() -> list[tuple[str, str, str, str]]:
             (
                 f"Statuses of {count:,}: TwilioHook (list, then fetch)",
                 seconds(status.get("hook_s")),
-                f"{status.get('hook_requests')} requests",
+                f"requests: {status.get('hook_requests')}",
                 "",
             )
         )
@@ -133,14 +134,14 @@ def rows() -> list[tuple[str, str, str, str]]:
                 f"{slow['hook_of_limit']:.2f}x",
             )
         )
-        old = (before.get("send_slow_server") or {}).get("hook_s")
+        old = before.get("send_slow_server") or {}
         if old:
             table.append(
                 (
-                    f"{label}: TwilioHook before this branch",
-                    seconds(old),
-                    f"now {seconds(slow['hook_s'])}",
-                    ratio(old, slow["hook_s"]) + " slower",
+                    f"{label}: TwilioHook / plain client, before this branch (its own run)",
+                    f"{old['hook_of_plain']:.2f}x",
+                    f"now {slow['hook_of_plain']:.2f}x",
+                    "",
                 )
             )
     old_scale = {point["recipients"]: point for point in before.get("scale", []) if "send_s" in point}
@@ -154,14 +155,12 @@ def rows() -> list[tuple[str, str, str, str]]:
         table.append(
             (label, seconds(point["send_s"]), f"limit {seconds(point['limit_s'])}", f"{point['send_of_limit']:.2f}x")
         )
-        table.append(
-            (
-                label,
-                seconds(point["send_s"]),
-                f"plain client {seconds(point['plain_send_s'])}",
-                f"{point['send_of_plain']:.2f}x",
-            )
-        )
+        if point.get("plain_send_s"):
+            plain = f"plain client {seconds(point['plain_send_s'])}"
+            table.append((label, seconds(point["send_s"]), plain, f"{point['send_of_plain']:.2f}x"))
+        cpu = point["send_cpu_s"], point.get("plain_send_cpu_s")
+        if cpu[1]:
+            table.append((f"Scale {n:,}: send CPU", seconds(cpu[0]), f"plain client {seconds(cpu[1])}", ratio(*cpu)))
         table.append(
             (
                 f"Scale {n:,}: send detail",
@@ -172,15 +171,18 @@ def rows() -> list[tuple[str, str, str, str]]:
         )
         if n in old_scale:
             old = old_scale[n]
+            against = "plain" if old.get("send_of_plain") and point.get("send_of_plain") else "limit"
             table.append(
                 (
-                    f"Scale {n:,}: send before this branch",
-                    seconds(old["send_s"]),
-                    f"now {seconds(point['send_s'])}",
-                    ratio(old["send_s"], point["send_s"]) + " slower",
+                    f"Scale {n:,}: send / {against}, before this branch (its own run)",
+                    f"{old[f'send_of_{against}']:.2f}x",
+                    f"now {point[f'send_of_{against}']:.2f}x",
+                    f"ledger writes {old['ledger_writes']} before, {point['ledger_writes']} now",
                 )
             )
-        table.append((f"Scale {n:,}: statuses", seconds(point["status_s"]), f"{point['status_requests']} requests", ""))
+        table.append(
+            (f"Scale {n:,}: statuses", seconds(point["status_s"]), f"requests: {point['status_requests']}", "")
+        )
     parse, parse_before = load("dag_parse"), load("dag_parse_before")
     if parse:
         median = parse["import_s"]["median"]
