@@ -20,6 +20,7 @@ database, so every worker sees it) in production, :class:`MemoryStore` in unit t
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import hmac
@@ -167,6 +168,8 @@ class SendLedger:
         #: unmapped one by recipient alone (its inputs can only change by being edited between tries).
         self._mapped = self.key.map_index >= 0
         #: entry key (hashed recipient, plus ``.`` and hashed content when mapped) -> [message SID, hashed content]
+        #: recipient -> its keyed hash, computed once per recipient (a send hashes it several times)
+        self._recipients: dict[str, str] = {}
         self._sent: dict[str, list[str]] = {}
         #: entry key -> [when the first send began, when the latest began, hashed content]
         self._in_flight: dict[str, list[Any]] = {}
@@ -222,7 +225,10 @@ class SendLedger:
         return hmac.new(self._secret, text.encode(), hashlib.sha256).hexdigest()[:length]
 
     def _recipient(self, recipient: str) -> str:
-        return self._hash(recipient, 24)
+        hashed = self._recipients.get(recipient)
+        if hashed is None:
+            hashed = self._recipients[recipient] = self._hash(recipient, 24)
+        return hashed
 
     def _entry(self, recipient: str, content: str) -> str:
         hashed = self._recipient(recipient)
@@ -254,6 +260,19 @@ class SendLedger:
 
     def begin(self, entries: Iterable[tuple[str, str]], started_at: float) -> None:
         """Record that sends to these (recipient, hashed content) are about to start: one write, before them."""
+        if self.mark(entries, started_at):
+            self._write()
+
+    def record(self, sent: Mapping[str, str], finished: Iterable[str] = (), complete: bool = False) -> None:
+        """Record sent messages (recipient -> SID) and sends that ended without one; ``complete`` marks the end
+        of the task's sending (one write)."""
+        self.note(sent, finished)
+        self.completed = self.completed or complete
+        self._write()
+
+    def mark(self, entries: Iterable[tuple[str, str]], started_at: float) -> bool:
+        """:meth:`begin` without the write (the caller writes before any of these sends starts); whether
+        anything changed."""
         changed = False
         for recipient, content in entries:
             key = self._entry_keys[recipient] = self._entry(recipient, content)
@@ -263,20 +282,24 @@ class SendLedger:
             self._in_flight[key] = [first, started_at, content]
             self.window = _widen(self.window, (first, started_at))
             changed = True
-        if changed:
-            self._write()
+        return changed
 
-    def record(self, sent: Mapping[str, str], finished: Iterable[str] = (), complete: bool = False) -> None:
-        """Record sent messages (recipient -> SID) and sends that ended without one; ``complete`` marks the end
-        of the task's sending (one write)."""
+    def note(self, sent: Mapping[str, str], finished: Iterable[str] = ()) -> None:
+        """:meth:`record` without the write: the next write, whatever asked for it, carries these outcomes."""
         for recipient, sid in sent.items():
             key = self._entry_keys.get(recipient) or self._recipient(recipient)
             entry = self._in_flight.pop(key, None)
             self._sent[key] = [sid, str(entry[2]) if entry and len(entry) > 2 else ""]
         for recipient in finished:
             self._in_flight.pop(self._entry_keys.get(recipient) or self._recipient(recipient), None)
+
+    async def awrite(self, complete: bool = False) -> None:
+        """Write the record as it is now (``complete``: the task's sending is over) without blocking the event
+        loop: the record is serialised here, the store is called in a thread."""
         self.completed = self.completed or complete
-        self._write()
+        text = self.to_json()
+        self.writes += 1
+        await asyncio.to_thread(self._store.set, self.key.name, text)
 
     def to_json(self) -> str:
         return json.dumps(

@@ -10,23 +10,21 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from airflow.sdk import BaseOperator, Context
 
-from airflow_provider_qconn import normalise
 from airflow_provider_qconn.exceptions import MeetingStateError, NonRetryableApiError
-from airflow_provider_qconn.hooks.msgraph import (
-    DUPLICATE_TRANSACTION_ID,
-    ITEM_NOT_FOUND,
-    CalendarEntry,
-    EventDetails,
-    Meeting,
-    MSGraphHook,
-)
 from airflow_provider_qconn.links.outlook import OutlookEventLink, TeamsMeetingLink
-from airflow_provider_qconn.task_instance import TaskInstanceIdentity
+
+if TYPE_CHECKING:
+    from airflow_provider_qconn.hooks.msgraph import CalendarEntry, EventDetails, Meeting, MSGraphHook
+
+# The hook, its SDKs and the input rules are imported where a task runs, never where a DAG is parsed.
+
+#: MSGraphHook.default_conn_name, without importing the hook.
+DEFAULT_MSGRAPH_CONN_ID = "qconn_msgraph_default"
 
 CONTENT_TYPES = ("html", "text")
 #: The namespace of the transactionIds derived from task instances (a uuid5 of the task instance's identity).
@@ -36,6 +34,8 @@ NO_JOIN_URL_COMMENT = "This meeting was cancelled because Microsoft Teams could 
 
 def transaction_id(context: Context) -> str:
     """Graph's ``transactionId`` for this task instance: the same for every try, so a create is never repeated."""
+    from airflow_provider_qconn.task_instance import TaskInstanceIdentity
+
     return str(uuid.uuid5(TRANSACTION_NAMESPACE, TaskInstanceIdentity.of(context).text))
 
 
@@ -55,7 +55,7 @@ class _MeetingOperator(BaseOperator):
     template_fields_renderers = {"content": "html"}
     ui_color = "#cce4f7"
 
-    def __init__(self, *, msgraph_conn_id: str = MSGraphHook.default_conn_name, **kwargs: Any) -> None:
+    def __init__(self, *, msgraph_conn_id: str = DEFAULT_MSGRAPH_CONN_ID, **kwargs: Any) -> None:
         super().__init__(multiple_outputs=True, **kwargs)
         self.msgraph_conn_id = msgraph_conn_id
         #: What the last execute() returned (the extra links read it).
@@ -63,6 +63,8 @@ class _MeetingOperator(BaseOperator):
 
     @cached_property
     def hook(self) -> MSGraphHook:
+        from airflow_provider_qconn.hooks.msgraph import MSGraphHook
+
         return MSGraphHook(self.msgraph_conn_id)
 
 
@@ -136,6 +138,9 @@ class ScheduleMeetingOperator(_MeetingOperator):
 
     def details(self) -> EventDetails:
         """The rendered parameters, validated (InvalidParameterError names the first bad one)."""
+        from airflow_provider_qconn import normalise
+        from airflow_provider_qconn.hooks.msgraph import EventDetails
+
         start, end = normalise.time_range(self.start, self.end, self.time_zone)
         return EventDetails(
             subject=normalise.text(self.subject, "subject") or "",
@@ -149,6 +154,8 @@ class ScheduleMeetingOperator(_MeetingOperator):
         )
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_provider_qconn import normalise
+
         details = self.details()
         require_join_url = normalise.flag(self.require_join_url, "require_join_url", default=False)
         try:
@@ -180,6 +187,8 @@ class ScheduleMeetingOperator(_MeetingOperator):
     def _create(self, details: EventDetails, key: str) -> tuple[Meeting, bool]:
         """The task instance's meeting, and whether it was made from ``details`` (False: an earlier try created
         it with other parameters, which stay as they were)."""
+        from airflow_provider_qconn.hooks.msgraph import DUPLICATE_TRANSACTION_ID
+
         try:
             return self.hook.create_event(details, key), True
         except NonRetryableApiError as error:
@@ -271,6 +280,9 @@ class UpdateMeetingOperator(_MeetingOperator):
 
     def details(self) -> EventDetails:
         """The rendered parameters that were given, validated; the others stay None (unchanged)."""
+        from airflow_provider_qconn import normalise
+        from airflow_provider_qconn.hooks.msgraph import EventDetails
+
         start, end = normalise.optional_time_range(self.start, self.end, self.time_zone)
         attendees = normalise.optional_email_addresses(self.attendees, "attendees")
         return EventDetails(
@@ -285,6 +297,9 @@ class UpdateMeetingOperator(_MeetingOperator):
         )
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_provider_qconn import normalise
+        from airflow_provider_qconn.hooks.msgraph import EventDetails
+
         meeting_id = normalise.identifier(self.meeting_id, "meeting_id")
         details = self.details()
         if details == EventDetails(content_type=details.content_type):
@@ -325,6 +340,9 @@ class CancelMeetingOperator(_MeetingOperator):
         self.missing_ok = missing_ok
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_provider_qconn import normalise
+        from airflow_provider_qconn.hooks.msgraph import ITEM_NOT_FOUND
+
         meeting_id = normalise.identifier(self.meeting_id, "meeting_id")
         comment = normalise.text(self.comment, "comment") or None
         missing_ok = normalise.flag(self.missing_ok, "missing_ok", default=False)
@@ -395,6 +413,8 @@ class ListMeetingsOperator(_MeetingOperator):
         self.subject_contains = subject_contains
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_provider_qconn import normalise
+
         zone = normalise.zone(self.time_zone)
         interval = (context.get("data_interval_start"), context.get("data_interval_end"))
         start, end = normalise.listing_window(self.start, self.end, zone.key, interval)

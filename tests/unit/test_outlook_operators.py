@@ -46,7 +46,7 @@ def context(dag_id: str = "d", task_id: str = "t", run_id: str = "r", map_index:
 
 @pytest.fixture
 def hook():
-    with mock.patch("airflow_provider_qconn.operators.outlook.MSGraphHook", autospec=True) as hook_class:
+    with mock.patch("airflow_provider_qconn.hooks.msgraph.MSGraphHook", autospec=True) as hook_class:
         instance = hook_class.return_value
         instance.create_event.return_value = MEETING
         instance.update_event.return_value = MEETING
