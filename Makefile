@@ -7,7 +7,7 @@ CONSTRAINTS := constraints.txt
 FLOOR_VENV ?= .venv-floor
 FLOOR_AIRFLOW ?= 3.2.2
 
-.PHONY: install demo sandbox airflow standalone test lint format bench test-floor clean
+.PHONY: install demo sandbox airflow standalone test lint format bench bench-baseline test-floor clean
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,18 +35,32 @@ standalone: airflow
 test: lint
 	$(BIN)/python -m pytest
 
+## lint: ruff, and mypy over the package (it ships py.typed)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-## bench: the benchmarks (not part of the suite); results in bench/results/
+## bench: the benchmarks (not part of the suite); results in bench/results/, one markdown table printed
 bench: $(STAMP)
 	$(BIN)/python bench/whatsapp_send.py
-	$(BIN)/python bench/outlook_overhead.py
+	$(BIN)/python bench/dag_parse.py
+	$(BIN)/python bench/outlook_overhead.py --runs 3
+	$(BIN)/python bench/report.py
+
+## bench-baseline: the WhatsApp and DAG-parse benchmarks on an earlier commit's package (BASELINE=<ref>), for
+## the "before" column of the table; the benchmark scripts are this checkout's
+BASELINE ?= main
+bench-baseline: $(STAMP)
+	rm -rf .bench-baseline && mkdir -p .bench-baseline
+	git archive $(BASELINE) airflow_provider_qconn | tar -x -C .bench-baseline
+	PYTHONPATH=.bench-baseline $(BIN)/python bench/whatsapp_send.py --name whatsapp_send_before --skip capacity
+	PYTHONPATH=.bench-baseline $(BIN)/python bench/dag_parse.py --name dag_parse_before
+	rm -rf .bench-baseline
 
 ## test-floor: the suite on the oldest Airflow we declare (3.2), in its own venv
 test-floor:
@@ -56,4 +70,4 @@ test-floor:
 	$(FLOOR_VENV)/bin/python -m pytest -p no:cacheprovider
 
 clean:
-	rm -rf $(VENV) $(FLOOR_VENV) .pytest_cache .ruff_cache .sandbox .airflow
+	rm -rf $(VENV) $(FLOOR_VENV) .pytest_cache .ruff_cache .mypy_cache .sandbox .bench-baseline .airflow

@@ -20,6 +20,7 @@ database, so every worker sees it) in production, :class:`MemoryStore` in unit t
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import hmac
@@ -162,10 +163,18 @@ class SendLedger:
         self._store = store if store is not None else MemoryStore()
         self.key = key or LedgerKey("00000000", "detached", -1)
         self.key_id = self._hash("qconn-ledger-key", 12)
-        #: hashed recipient -> [message SID, hashed content]
+        #: A mapped instance's inputs can change with its map index (an upstream re-chunked the list, or one
+        #: instance per meeting and the meetings changed), so it keys its entries by recipient and content; an
+        #: unmapped one by recipient alone (its inputs can only change by being edited between tries).
+        self._mapped = self.key.map_index >= 0
+        #: entry key (hashed recipient, plus ``.`` and hashed content when mapped) -> [message SID, hashed content]
+        #: recipient -> its keyed hash, computed once per recipient (a send hashes it several times)
+        self._recipients: dict[str, str] = {}
         self._sent: dict[str, list[str]] = {}
-        #: hashed recipient -> [when the first send began, when the latest began, hashed content]
+        #: entry key -> [when the first send began, when the latest began, hashed content]
         self._in_flight: dict[str, list[Any]] = {}
+        #: recipient -> the entry key its send was recorded in flight under
+        self._entry_keys: dict[str, str] = {}
         #: What the other map indexes of this task in this run recorded (read-only here), by hashed recipient and
         #: hashed content: another map index may rightly send the same person other content (another meeting's
         #: reminder), so only the same content counts as already sent.
@@ -208,15 +217,22 @@ class SendLedger:
                 self._in_flight.update(record.get("in_flight", {}))
         elif readable:
             for key, (sid, content) in record.get("sent", {}).items():
-                self._sibling_sent[(key, content)] = sid
+                self._sibling_sent[(key.partition(".")[0], content)] = sid
             for key, entry in record.get("in_flight", {}).items():
-                self._sibling_in_flight[(key, str(entry[2]) if len(entry) > 2 else "")] = entry
+                self._sibling_in_flight[(key.partition(".")[0], str(entry[2]) if len(entry) > 2 else "")] = entry
 
     def _hash(self, text: str, length: int) -> str:
         return hmac.new(self._secret, text.encode(), hashlib.sha256).hexdigest()[:length]
 
     def _recipient(self, recipient: str) -> str:
-        return self._hash(recipient, 24)
+        hashed = self._recipients.get(recipient)
+        if hashed is None:
+            hashed = self._recipients[recipient] = self._hash(recipient, 24)
+        return hashed
+
+    def _entry(self, recipient: str, content: str) -> str:
+        hashed = self._recipient(recipient)
+        return f"{hashed}.{content}" if self._mapped else hashed
 
     def content(self, template_sid: str, variables: Mapping[str, str]) -> str:
         """A keyed hash of what a recipient is sent (template and variables), to tell a changed input apart."""
@@ -224,9 +240,10 @@ class SendLedger:
 
     def sent_message(self, recipient: str, content: str) -> tuple[str, str] | None:
         """(message SID, hashed content) of what this task instance already sent to a recipient (whatever the
-        content), or what another map index sent it with this very ``content``; None when neither."""
+        content, unless it is a mapped instance), or what another map index sent it with this very ``content``;
+        None when neither."""
         key = self._recipient(recipient)
-        entry = self._sent.get(key)
+        entry = self._sent.get(self._entry(recipient, content))
         if entry:
             return (entry[0], entry[1])
         sid = self._sibling_sent.get((key, content))
@@ -237,35 +254,52 @@ class SendLedger:
         map index), if their outcome was never recorded (a crash in between, an answer that never came, or a
         record that cannot be read)."""
         key = self._recipient(recipient)
-        entry = self._in_flight.get(key) or self._sibling_in_flight.get((key, content))
+        entry = self._in_flight.get(self._entry(recipient, content)) or self._sibling_in_flight.get((key, content))
         window = (float(entry[0]), float(entry[1])) if entry else None
         return _widen(window, self.unreadable) if self.unreadable else window
 
     def begin(self, entries: Iterable[tuple[str, str]], started_at: float) -> None:
         """Record that sends to these (recipient, hashed content) are about to start: one write, before them."""
+        if self.mark(entries, started_at):
+            self._write()
+
+    def record(self, sent: Mapping[str, str], finished: Iterable[str] = (), complete: bool = False) -> None:
+        """Record sent messages (recipient -> SID) and sends that ended without one; ``complete`` marks the end
+        of the task's sending (one write)."""
+        self.note(sent, finished)
+        self.completed = self.completed or complete
+        self._write()
+
+    def mark(self, entries: Iterable[tuple[str, str]], started_at: float) -> bool:
+        """:meth:`begin` without the write (the caller writes before any of these sends starts); whether
+        anything changed."""
         changed = False
         for recipient, content in entries:
-            key = self._recipient(recipient)
+            key = self._entry_keys[recipient] = self._entry(recipient, content)
             if key in self._sent:
                 continue
             first = self._in_flight.get(key, [started_at])[0]
             self._in_flight[key] = [first, started_at, content]
             self.window = _widen(self.window, (first, started_at))
             changed = True
-        if changed:
-            self._write()
+        return changed
 
-    def record(self, sent: Mapping[str, str], finished: Iterable[str] = (), complete: bool = False) -> None:
-        """Record sent messages (recipient -> SID) and sends that ended without one; ``complete`` marks the end
-        of the task's sending (one write)."""
+    def note(self, sent: Mapping[str, str], finished: Iterable[str] = ()) -> None:
+        """:meth:`record` without the write: the next write, whatever asked for it, carries these outcomes."""
         for recipient, sid in sent.items():
-            key = self._recipient(recipient)
+            key = self._entry_keys.get(recipient) or self._recipient(recipient)
             entry = self._in_flight.pop(key, None)
             self._sent[key] = [sid, str(entry[2]) if entry and len(entry) > 2 else ""]
         for recipient in finished:
-            self._in_flight.pop(self._recipient(recipient), None)
+            self._in_flight.pop(self._entry_keys.get(recipient) or self._recipient(recipient), None)
+
+    async def awrite(self, complete: bool = False) -> None:
+        """Write the record as it is now (``complete``: the task's sending is over) without blocking the event
+        loop: the record is serialised here, the store is called in a thread."""
         self.completed = self.completed or complete
-        self._write()
+        text = self.to_json()
+        self.writes += 1
+        await asyncio.to_thread(self._store.set, self.key.name, text)
 
     def to_json(self) -> str:
         return json.dumps(

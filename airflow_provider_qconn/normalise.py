@@ -120,6 +120,28 @@ def optional_time_range(start: Any, end: Any, time_zone: str = "UTC") -> tuple[d
     return time_range(start, end, time_zone)
 
 
+def listing_window(
+    start: Any, end: Any, time_zone: str, data_interval: tuple[Any, Any]
+) -> tuple[dt.datetime, dt.datetime]:
+    """The window a listing covers: ``start`` and ``end`` as given (both, or neither), or else the run's data
+    interval (``data_interval``: its start and end, None when the run has none)."""
+    if not _omitted(start) and not _omitted(end):
+        return time_range(start, end, time_zone)
+    if not (_omitted(start) and _omitted(end)):
+        missing = "start" if _omitted(start) else "end"
+        raise InvalidParameterError(missing, "give both start and end, or neither (the run's data interval is used)")
+    begins, ends = data_interval
+    if begins is None or ends is None or begins >= ends:
+        raise InvalidParameterError(
+            "start",
+            "no start and end were given, and this run's data interval is empty, as it is for runs of Airflow 3's "
+            "default cron timetable (CronTriggerTimetable without an interval) and for manual runs: pass start and "
+            "end, or schedule the DAG on an interval timetable (CronDataIntervalTimetable, or CronTriggerTimetable "
+            "with interval=...)",
+        )
+    return time_range(begins, ends, time_zone)
+
+
 # --- e-mail -----------------------------------------------------------------------------------------------
 
 
@@ -272,6 +294,21 @@ def value_problem(value: str) -> str | None:
         what = "more than four consecutive spaces" if forbidden.group().startswith(" ") else "a newline or a tab"
         return f"the value holds {what}, which WhatsApp refuses in a template variable"
     return None
+
+
+def variable_safe_text(text: Any, fallback: str) -> str:
+    """Text from elsewhere (a meeting's subject, a person's name) made fit for a template variable: every run of
+    whitespace, newlines and tabs included, becomes one space; the ends are trimmed; text longer than Twilio's
+    limit is cut, ending with an ellipsis; and what is left empty becomes ``fallback`` (made fit the same way,
+    and not empty itself)."""
+    cleaned = " ".join(str(text or "").split())
+    if len(cleaned) > MAX_VARIABLE_LENGTH:
+        cleaned = cleaned[: MAX_VARIABLE_LENGTH - 1].rstrip() + "\u2026"
+    if cleaned:
+        return cleaned
+    if not " ".join(fallback.split()):
+        raise ValueError("the fallback of a template variable must hold text")
+    return variable_safe_text(fallback, fallback)
 
 
 def variables_problem(values: Mapping[str, str], keys: Iterable[str] | None = None) -> tuple[str | None, str] | None:

@@ -135,6 +135,7 @@ def run_children(measure: str, runs: int, env: dict[str, str]) -> list[dict[str,
     results = []
     for index in range(runs + 1):  # the first run compiles bytecode and warms the disk cache: not counted
         run_env = {**env, "QCONN_BENCH_RUN": f"{measure}-{index}-{time.time_ns()}"}
+        run_env.pop("PYTHONDONTWRITEBYTECODE", None)  # bytecode written by the warm-up and used, as on a worker
         output = subprocess.run(
             [sys.executable, __file__, "--child", measure],
             env=run_env,

@@ -30,6 +30,7 @@ from airflow_provider_qconn import normalise
 from airflow_provider_qconn.exceptions import ApiError, ConnectionConfigError, NonRetryableApiError
 from airflow_provider_qconn.hooks import twilio_reconcile
 from airflow_provider_qconn.hooks.common import ca_bundle, https_url, positive_int, ssl_context
+from airflow_provider_qconn.hooks.twilio_pipeline import SendPipeline, batch_size
 from airflow_provider_qconn.hooks.twilio_retry import Failure, RetryPolicy, classify, throttled_error, twilio_error
 from airflow_provider_qconn.ledger import SendLedger
 
@@ -45,9 +46,16 @@ _QUIET = logging.getLogger("airflow_provider_qconn.twilio_http")
 _QUIET.setLevel(logging.WARNING)
 
 DEFAULT_MAX_CONCURRENCY = 10
-#: WhatsApp senders deliver 10 messages/s by default and Twilio queues the rest for up to 4 hours.
-SENDER_MESSAGES_PER_SECOND = 10
+#: What one WhatsApp sender takes by default (Twilio's WhatsApp best practices: 80 messages/s, text or media; text
+#: up to 400/s on request); Twilio queues the excess for at most QUEUE_HOURS, then fails it. A Messaging Service
+#: with several senders spreads the volume over them. Meta separately caps the business-initiated conversations
+#: a sender starts per rolling 24 hours by its tier (250, 1K, 10K, 100K, unlimited; beyond it messages fail
+#: with 63018): see docs/whatsapp.md, "Large lists".
+SENDER_MESSAGES_PER_SECOND = 80
 QUEUE_HOURS = 4
+#: A recipient is sent to at most this long after the ledger write that marked it in flight (else it is marked
+#: again first): what bounds the look-up window of a later try (see :mod:`.twilio_pipeline`).
+SEND_HORIZON_SECONDS = 60.0
 #: Tolerance between our clock and Twilio's when matching ``date_created`` (Twilio stores whole seconds).
 CLOCK_SKEW_SECONDS = 5.0
 #: After a create timed out, Twilio may still be creating the message: wait this long (at most the timeout)
@@ -56,6 +64,19 @@ SETTLE_SECONDS = 10.0
 #: From this many SIDs on, statuses are read by listing the newest messages (LIST_PAGE a page) before fetching.
 LIST_THRESHOLD = 50
 LIST_PAGE = 1000
+#: Where the twilio SDK sends Messages API requests when the connection names no base_url.
+TWILIO_API = "https://api.twilio.com"
+
+
+def env_proxy(url: str) -> str | None:
+    """The proxy ``HTTPS_PROXY``/``HTTP_PROXY`` name for ``url``, unless ``NO_PROXY`` exempts its host."""
+    import urllib.parse
+    import urllib.request
+
+    parts = urllib.parse.urlsplit(url)
+    if parts.hostname is None or urllib.request.proxy_bypass(parts.hostname):
+        return None
+    return urllib.request.getproxies().get(parts.scheme)
 
 
 @dataclass(frozen=True)
@@ -170,6 +191,8 @@ class TwilioHook(BaseHook):
         self.max_attempts = max_attempts
         self.backoff_seconds = backoff_seconds
         self.retry = RetryPolicy(attempts=max_attempts, backoff=backoff_seconds)
+        #: A send starts at most this many seconds after the ledger write that marked it in flight.
+        self.send_horizon = SEND_HORIZON_SECONDS
 
     # --- configuration and clients -------------------------------------------------------------------------
 
@@ -260,8 +283,9 @@ class TwilioHook(BaseHook):
 
         http = HttpClient(pool_connections=False, logger=_QUIET)
         connector = aiohttp.TCPConnector(limit=self.config.max_concurrency, ssl=ssl_context())
-        # trust_env: HTTPS_PROXY/NO_PROXY apply, as they do for every other client the provider uses.
-        http.session = aiohttp.ClientSession(connector=connector, trust_env=True)
+        # HTTPS_PROXY/NO_PROXY apply, as they do for every other client the provider uses: read once here, not
+        # by aiohttp's trust_env, which looks them up in a thread for every request.
+        http.session = aiohttp.ClientSession(connector=connector, proxy=env_proxy(self.config.base_url or TWILIO_API))
         return self._client(http), http
 
     async def _arun(self, work: Callable[[Client], Awaitable[T]]) -> T:
@@ -321,9 +345,10 @@ class TwilioHook(BaseHook):
 
         Recipients the ledger shows as sent to (by this or any earlier try) are not sent to again, whatever
         their variables are now; those it shows in flight (an earlier try died mid-send, or its record cannot
-        be read) are first looked up at Twilio. Each chunk of ``4 x max_concurrency`` recipients is recorded as
-        in flight (one ledger write) before any of its sends begins, and its SIDs after (one write). Results
-        come back in input order.
+        be read) are first looked up at Twilio. ``max_concurrency`` requests stay in flight from the first
+        recipient to the last, while the ledger is written ahead of them: no recipient is sent to before a
+        ledger write that marks it in flight has completed, and message SIDs are written after (see
+        :mod:`~airflow_provider_qconn.hooks.twilio_pipeline`). Results come back in input order.
 
         :param messages: one per recipient (E.164), with the variables for that recipient as text.
         :param template_sid: the Content SID.
@@ -345,8 +370,9 @@ class TwilioHook(BaseHook):
         queue_limit = SENDER_MESSAGES_PER_SECOND * QUEUE_HOURS * 3600
         if len(messages) > queue_limit:
             log.warning(
-                "Sending %d messages: at %d messages/s a WhatsApp sender delivers about %d within the %d hours "
-                "Twilio keeps them queued; the rest may fail.",
+                "Sending %d messages: at its default %d messages/s one WhatsApp sender delivers about %d within the "
+                "%d hours Twilio keeps them queued; the rest may fail (spread them over a Messaging Service's "
+                "senders, or ask Twilio for more throughput).",
                 len(messages),
                 SENDER_MESSAGES_PER_SECOND,
                 queue_limit,
@@ -373,23 +399,22 @@ class TwilioHook(BaseHook):
                 changed,
             )
         claimed = {result.message_id for result in results.values() if result.message_id}
-        chunk_size = 4 * config.max_concurrency
 
         async def work(client: Client) -> None:
             limiter = asyncio.Semaphore(config.max_concurrency)
-            for start in range(0, len(pending), chunk_size):
-                chunk = pending[start : start + chunk_size]
-                ledger.begin([(item.outgoing.recipient, item.content) for item in chunk], time.time())
-                outcomes = await asyncio.gather(
-                    *(self._send_one(client, limiter, item, template_sid, claimed) for item in chunk)
-                )
-                for outcome in outcomes:
-                    results[outcome.recipient] = outcome
-                ledger.record(
-                    {o.recipient: o.message_id for o in outcomes if o.message_id},
-                    finished=[o.recipient for o in outcomes if not (o.message_id or o.unresolved)],
-                    complete=start + chunk_size >= len(pending),
-                )
+            pipeline: SendPipeline[SendResult] = SendPipeline(
+                ledger,
+                [(item.outgoing.recipient, item.content) for item in pending],
+                lambda outcome: (outcome.message_id, not outcome.unresolved),
+                workers=config.max_concurrency,
+                batch=batch_size(len(pending), config.max_concurrency),
+                horizon=self.send_horizon,
+            )
+            outcomes = await pipeline.run(
+                lambda index: self._send_one(client, limiter, pending[index], template_sid, claimed)
+            )
+            for outcome in outcomes:
+                results[outcome.recipient] = outcome
 
         if pending:
             await self._arun(work)
@@ -460,12 +485,12 @@ class TwilioHook(BaseHook):
         return min(self.timeout, SETTLE_SECONDS)
 
     def _send_window(self) -> float:
-        """How long after a chunk was recorded its sends could still create messages: each recipient waits for at
-        most ``4`` rounds of the concurrency bound, each round at most every attempt's timeout, settling time
-        and look-up, plus the backoffs."""
+        """How long after its latest mark in the ledger a recipient's send could still create a message: the send
+        starts within :attr:`send_horizon` of the mark (:mod:`.twilio_pipeline`), then every attempt may take
+        its timeout, settling time and look-up, plus the backoffs."""
         per_attempt = self.timeout + self._settle_seconds() + self.timeout
         waits = self.retry.worst_case(0.0)
-        return 4 * (self.max_attempts * per_attempt + waits) + CLOCK_SKEW_SECONDS
+        return self.send_horizon + self.max_attempts * per_attempt + waits + CLOCK_SKEW_SECONDS
 
     async def _find_created(
         self,

@@ -156,20 +156,26 @@ class RetryPolicy:
         retry_if: Callable[[Failure], bool] | None = None,
     ) -> T | Failure:
         """Call ``attempt`` until it returns a result, a failure that ``retry_if`` (default: transient) rejects, or
-        the attempts run out; the last outcome is returned, never raised."""
+        the attempts run out; the last outcome is returned, never raised.
+
+        The first attempt is made directly (most requests need no other); tenacity runs the rest."""
         from tenacity import AsyncRetrying, retry_if_result, stop_after_attempt
 
         should_retry = retry_if or (lambda failure: failure.transient)
+        first = await attempt()
+        if not (isinstance(first, Failure) and should_retry(first)) or self.attempts <= 1:
+            return first
+        await asyncio.sleep(self.wait(1, first))
 
         def wait(state: Any) -> float:
             outcome = state.outcome.result() if state.outcome is not None else None
-            return self.wait(state.attempt_number, outcome if isinstance(outcome, Failure) else None)
+            return self.wait(state.attempt_number + 1, outcome if isinstance(outcome, Failure) else None)
 
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(max(1, self.attempts)),
+            stop=stop_after_attempt(self.attempts - 1),
             wait=wait,
             retry=retry_if_result(lambda outcome: isinstance(outcome, Failure) and should_retry(outcome)),
-            retry_error_callback=lambda state: state.outcome.result(),
+            retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
         )
 
         async def call() -> T | Failure:  # a coroutine function, which tenacity awaits (a lambda it would not)

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseNotifier, Context
 
-from airflow_provider_qconn import normalise
 from airflow_provider_qconn.exceptions import InvalidParameterError, QconnError
-from airflow_provider_qconn.hooks.twilio import OutgoingMessage, SendResult, TwilioHook
+
+if TYPE_CHECKING:
+    from airflow_provider_qconn.hooks.twilio import OutgoingMessage, SendResult
+
+# The hook, the twilio SDK and the input rules are imported where the callback runs, never where a DAG is parsed.
+
+#: TwilioHook.default_conn_name, without importing the hook.
+DEFAULT_TWILIO_CONN_ID = "qconn_twilio_default"
 
 
 class WhatsAppNotifier(BaseNotifier):
@@ -23,6 +29,13 @@ class WhatsAppNotifier(BaseNotifier):
     context). A callback fires once, so there is no send ledger; each recipient still gets one message, with
     429s retried and ambiguous failures checked with Twilio. It raises when no recipient could be sent to, so
     the failure shows in the callback's log.
+
+    :param recipients: phone numbers, as a list or one string separated by ``,`` or ``;``.
+    :param template_sid: the Content SID (``HX`` + 32 hex digits).
+    :param template_variables: placeholder -> value (text, number or boolean), for every recipient.
+    :param recipient_variables: recipient -> variables, merged over ``template_variables`` for that recipient.
+    :param default_region: ISO country code for numbers written without a country code.
+    :param twilio_conn_id: a ``qconn_twilio`` connection.
     """
 
     template_fields: Sequence[str] = (
@@ -42,7 +55,7 @@ class WhatsAppNotifier(BaseNotifier):
         template_variables: dict[str, Any] | str | None = None,
         recipient_variables: dict[str, dict[str, Any]] | str | None = None,
         default_region: str | None = None,
-        twilio_conn_id: str = TwilioHook.default_conn_name,
+        twilio_conn_id: str = DEFAULT_TWILIO_CONN_ID,
     ) -> None:
         super().__init__()
         self.recipients = recipients
@@ -53,6 +66,9 @@ class WhatsAppNotifier(BaseNotifier):
         self.twilio_conn_id = twilio_conn_id
 
     def _messages(self) -> tuple[str, list[OutgoingMessage]]:
+        from airflow_provider_qconn import normalise
+        from airflow_provider_qconn.hooks.twilio import OutgoingMessage
+
         request = normalise.template_send(
             self.recipients, self.template_sid, self.template_variables, self.recipient_variables, self.default_region
         )
@@ -74,10 +90,14 @@ class WhatsAppNotifier(BaseNotifier):
         self.log.info("WhatsApp notification sent to %d of %d recipients", len(results) - len(failed), len(results))
 
     def notify(self, context: Context) -> None:
+        from airflow_provider_qconn.hooks.twilio import TwilioHook
+
         template_sid, messages = self._messages()
         self._report(TwilioHook(self.twilio_conn_id).send_whatsapp_templates(messages, template_sid))
 
     async def async_notify(self, context: Context) -> None:
+        from airflow_provider_qconn.hooks.twilio import TwilioHook
+
         template_sid, messages = self._messages()
         self._report(await TwilioHook(self.twilio_conn_id).asend_whatsapp_templates(messages, template_sid))
 

@@ -1,4 +1,5 @@
-"""Outlook operators (Qflow's "Outlook" connector): schedule, update and cancel a meeting through Microsoft Graph.
+"""Outlook operators (Qflow's "Outlook" connector): schedule, update and cancel a meeting through Microsoft Graph,
+and list a mailbox's meetings in a window.
 
 Each operator validates its (rendered) parameters before any request, makes one hook call, and returns a dict
 that ``multiple_outputs`` turns into one XCom per key (``schedule.output["meeting_id"]``).
@@ -9,21 +10,21 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from airflow.sdk import BaseOperator, Context
 
-from airflow_provider_qconn import normalise
 from airflow_provider_qconn.exceptions import MeetingStateError, NonRetryableApiError
-from airflow_provider_qconn.hooks.msgraph import (
-    DUPLICATE_TRANSACTION_ID,
-    ITEM_NOT_FOUND,
-    EventDetails,
-    Meeting,
-    MSGraphHook,
-)
 from airflow_provider_qconn.links.outlook import OutlookEventLink, TeamsMeetingLink
-from airflow_provider_qconn.task_instance import TaskInstanceIdentity
+
+if TYPE_CHECKING:
+    from airflow_provider_qconn.hooks.msgraph import CalendarEntry, EventDetails, Meeting, MSGraphHook
+
+# The hook, its SDKs and the input rules are imported where a task runs, never where a DAG is parsed.
+
+#: MSGraphHook.default_conn_name, without importing the hook.
+DEFAULT_MSGRAPH_CONN_ID = "qconn_msgraph_default"
 
 CONTENT_TYPES = ("html", "text")
 #: The namespace of the transactionIds derived from task instances (a uuid5 of the task instance's identity).
@@ -33,6 +34,8 @@ NO_JOIN_URL_COMMENT = "This meeting was cancelled because Microsoft Teams could 
 
 def transaction_id(context: Context) -> str:
     """Graph's ``transactionId`` for this task instance: the same for every try, so a create is never repeated."""
+    from airflow_provider_qconn.task_instance import TaskInstanceIdentity
+
     return str(uuid.uuid5(TRANSACTION_NAMESPACE, TaskInstanceIdentity.of(context).text))
 
 
@@ -52,7 +55,7 @@ class _MeetingOperator(BaseOperator):
     template_fields_renderers = {"content": "html"}
     ui_color = "#cce4f7"
 
-    def __init__(self, *, msgraph_conn_id: str = MSGraphHook.default_conn_name, **kwargs: Any) -> None:
+    def __init__(self, *, msgraph_conn_id: str = DEFAULT_MSGRAPH_CONN_ID, **kwargs: Any) -> None:
         super().__init__(multiple_outputs=True, **kwargs)
         self.msgraph_conn_id = msgraph_conn_id
         #: What the last execute() returned (the extra links read it).
@@ -60,6 +63,8 @@ class _MeetingOperator(BaseOperator):
 
     @cached_property
     def hook(self) -> MSGraphHook:
+        from airflow_provider_qconn.hooks.msgraph import MSGraphHook
+
         return MSGraphHook(self.msgraph_conn_id)
 
 
@@ -133,6 +138,9 @@ class ScheduleMeetingOperator(_MeetingOperator):
 
     def details(self) -> EventDetails:
         """The rendered parameters, validated (InvalidParameterError names the first bad one)."""
+        from airflow_provider_qconn import normalise
+        from airflow_provider_qconn.hooks.msgraph import EventDetails
+
         start, end = normalise.time_range(self.start, self.end, self.time_zone)
         return EventDetails(
             subject=normalise.text(self.subject, "subject") or "",
@@ -146,6 +154,8 @@ class ScheduleMeetingOperator(_MeetingOperator):
         )
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_provider_qconn import normalise
+
         details = self.details()
         require_join_url = normalise.flag(self.require_join_url, "require_join_url", default=False)
         try:
@@ -177,6 +187,8 @@ class ScheduleMeetingOperator(_MeetingOperator):
     def _create(self, details: EventDetails, key: str) -> tuple[Meeting, bool]:
         """The task instance's meeting, and whether it was made from ``details`` (False: an earlier try created
         it with other parameters, which stay as they were)."""
+        from airflow_provider_qconn.hooks.msgraph import DUPLICATE_TRANSACTION_ID
+
         try:
             return self.hook.create_event(details, key), True
         except NonRetryableApiError as error:
@@ -268,6 +280,9 @@ class UpdateMeetingOperator(_MeetingOperator):
 
     def details(self) -> EventDetails:
         """The rendered parameters that were given, validated; the others stay None (unchanged)."""
+        from airflow_provider_qconn import normalise
+        from airflow_provider_qconn.hooks.msgraph import EventDetails
+
         start, end = normalise.optional_time_range(self.start, self.end, self.time_zone)
         attendees = normalise.optional_email_addresses(self.attendees, "attendees")
         return EventDetails(
@@ -282,6 +297,9 @@ class UpdateMeetingOperator(_MeetingOperator):
         )
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_provider_qconn import normalise
+        from airflow_provider_qconn.hooks.msgraph import EventDetails
+
         meeting_id = normalise.identifier(self.meeting_id, "meeting_id")
         details = self.details()
         if details == EventDetails(content_type=details.content_type):
@@ -322,6 +340,9 @@ class CancelMeetingOperator(_MeetingOperator):
         self.missing_ok = missing_ok
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_provider_qconn import normalise
+        from airflow_provider_qconn.hooks.msgraph import ITEM_NOT_FOUND
+
         meeting_id = normalise.identifier(self.meeting_id, "meeting_id")
         comment = normalise.text(self.comment, "comment") or None
         missing_ok = normalise.flag(self.missing_ok, "missing_ok", default=False)
@@ -340,3 +361,103 @@ class CancelMeetingOperator(_MeetingOperator):
         finally:
             self.hook.close()
         return {"meeting_id": meeting_id, "cancelled": cancelled}
+
+
+class ListMeetingsOperator(_MeetingOperator):
+    """List the meetings of the connection's mailbox that overlap a window (``GET .../calendarView``), recurring
+    ones expanded into their occurrences, in start order.
+
+    By default the window is the run's data interval, so consecutive runs of a DAG on an interval timetable
+    list disjoint windows that together cover every moment: each meeting start falls in exactly one run's
+    window. A run without a data interval (Airflow 3's default cron timetable, a manual run) fails before any
+    request unless ``start`` and ``end`` are given.
+
+    :param start: the window's start (forms as for ScheduleMeetingOperator); default: the data interval's start.
+    :param end: the window's end; default: the data interval's end. Give both or neither.
+    :param time_zone: the IANA zone of naive ``start``/``end`` values and of the times returned (default ``UTC``).
+    :param include_cancelled: also list meetings marked cancelled (an attendee's copy of a meeting its organizer
+        cancelled stays in the attendee's calendar until removed); default False.
+    :param subject_contains: only meetings whose subject contains this text, ignoring case.
+    :param msgraph_conn_id: a ``qconn_msgraph`` connection.
+
+    Returns ``meetings``: one dict per meeting or occurrence, with ``meeting_id``, ``series_id`` (None for a
+    single meeting), ``subject``, ``start`` and ``end`` (ISO 8601 with the offset of ``time_zone``),
+    ``time_zone``, ``location``, ``web_link``, ``join_url``, ``organizer`` (an address), ``attendees`` (each
+    ``email``, ``name``, ``type``, ``response``) and ``is_cancelled``.
+    """
+
+    template_fields: Sequence[str] = (
+        "start",
+        "end",
+        "time_zone",
+        "include_cancelled",
+        "subject_contains",
+        "msgraph_conn_id",
+    )
+
+    def __init__(
+        self,
+        *,
+        start: Any = None,
+        end: Any = None,
+        time_zone: str = "UTC",
+        include_cancelled: Any = False,
+        subject_contains: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.start = start
+        self.end = end
+        self.time_zone = time_zone
+        self.include_cancelled = include_cancelled
+        self.subject_contains = subject_contains
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_provider_qconn import normalise
+
+        zone = normalise.zone(self.time_zone)
+        interval = (context.get("data_interval_start"), context.get("data_interval_end"))
+        start, end = normalise.listing_window(self.start, self.end, zone.key, interval)
+        include_cancelled = normalise.flag(self.include_cancelled, "include_cancelled", default=False)
+        wanted = (normalise.text(self.subject_contains, "subject_contains") or "").casefold()
+        try:
+            entries = self.hook.list_events(start, end)
+        finally:
+            self.hook.close()
+        kept = [
+            entry
+            for entry in entries
+            if (include_cancelled or not entry.is_cancelled) and wanted in entry.subject.casefold()
+        ]
+        kept.sort(key=lambda entry: (entry.start, entry.id))
+        self.log.info(
+            "%d meetings from %s to %s (%d of the %d listed left out: cancelled or without %r in the subject)",
+            len(kept),
+            start.isoformat(),
+            end.isoformat(),
+            len(entries) - len(kept),
+            len(entries),
+            wanted,
+        )
+        return {"meetings": [_listed(entry, zone) for entry in kept]}
+
+
+def _listed(entry: CalendarEntry, zone: ZoneInfo) -> dict[str, Any]:
+    """A meeting as ListMeetingsOperator returns it, its times in ``zone``."""
+    return {
+        "meeting_id": entry.id,
+        "series_id": entry.series_id,
+        "subject": entry.subject,
+        "start": entry.start.astimezone(zone).isoformat(),
+        "end": entry.end.astimezone(zone).isoformat(),
+        "time_zone": zone.key,
+        "location": entry.location,
+        "web_link": entry.web_link,
+        "join_url": entry.join_url,
+        "organizer": entry.organizer,
+        "attendees": [
+            {"email": person.email, "name": person.name, "type": person.type, "response": person.response}
+            for person in entry.attendees
+        ],
+        "is_cancelled": entry.is_cancelled,
+    }

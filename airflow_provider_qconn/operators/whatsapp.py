@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, Context
 
-from airflow_provider_qconn import normalise
 from airflow_provider_qconn.exceptions import InvalidParameterError, QconnError
-from airflow_provider_qconn.hooks.twilio import OutgoingMessage, TwilioHook
-from airflow_provider_qconn.ledger import LedgerKey, LedgerStore, SendLedger, VariableStore, prune
-from airflow_provider_qconn.task_instance import TaskInstanceIdentity
 
+if TYPE_CHECKING:
+    from airflow_provider_qconn.ledger import LedgerStore
+
+# The hook, the twilio SDK, the ledger and the input rules are imported where a task runs, never where a DAG is
+# parsed.
+
+#: TwilioHook.default_conn_name, without importing the hook.
+DEFAULT_TWILIO_CONN_ID = "qconn_twilio_default"
 FAIL_ON = ("error", "partial", "never")
 
 
@@ -48,6 +52,55 @@ def _push(context: Context, outputs: dict[str, Any]) -> None:
     ti = context["ti"]
     for key, value in outputs.items():
         ti.xcom_push(key=key, value=value)
+
+
+def recipient_chunks(
+    recipients: str | Sequence[str],
+    chunk_size: int = 1000,
+    recipient_variables: Mapping[str, Mapping[str, Any]] | None = None,
+    default_region: str | None = None,
+) -> list[dict[str, Any]]:
+    """Split a recipient list, with each recipient's own variables, into the keyword arguments of one
+    :class:`SendWhatsAppTemplateOperator` per chunk, for Airflow's dynamic task mapping::
+
+        SendWhatsAppTemplateOperator.partial(task_id="send", template_sid="HX...", pool="twilio").expand_kwargs(
+            chunks_task_returning(recipient_chunks(numbers, 1000, variables))
+        )
+
+    Each chunk is ``{"recipients": [...], "recipient_variables": {...}}`` (the variables key only when some
+    recipient of the chunk has its own). Numbers are normalised first (``default_region`` for numbers written
+    without ``+``), so one person written two ways lands in one chunk only: two chunks running at once never
+    both message them. Entries that are not phone numbers go with the first chunk, whose task reports them in
+    ``failed_recipients``. Chunks follow the input order; if the list changes and the chunks move, the send
+    ledger still finds a recipient another chunk of the same run already sent the same content to.
+
+    :param recipients: phone numbers, as a list or one string separated by ``,`` or ``;``.
+    :param chunk_size: recipients per chunk (per mapped task instance).
+    :param recipient_variables: recipient -> variables, as the operator takes them.
+    :param default_region: ISO country code for numbers written without a country code.
+    """
+    from airflow_provider_qconn import normalise
+
+    if not isinstance(chunk_size, int) or chunk_size < 1:
+        raise InvalidParameterError("chunk_size", f"expected a whole number >= 1, got {chunk_size!r}")
+    region = normalise.region(default_region)
+    parsed = normalise.recipients(recipients, region)
+    own = normalise.recipient_variables(recipient_variables, region) if recipient_variables else {}
+    chunks: list[dict[str, Any]] = []
+    for start in range(0, len(parsed.valid), chunk_size):
+        numbers = parsed.valid[start : start + chunk_size]
+        chunk: dict[str, Any] = {"recipients": numbers}
+        variables = {number: own[number] for number in numbers if number in own}
+        if variables:
+            chunk["recipient_variables"] = variables
+        chunks.append(chunk)
+    if parsed.invalid:
+        written = [entry for entry, _reason in parsed.invalid]
+        if chunks:
+            chunks[0]["recipients"] = [*chunks[0]["recipients"], *written]
+        else:
+            chunks.append({"recipients": written})
+    return chunks
 
 
 class SendWhatsAppTemplateOperator(BaseOperator):
@@ -93,7 +146,7 @@ class SendWhatsAppTemplateOperator(BaseOperator):
         recipient_variables: dict[str, dict[str, Any]] | str | None = None,
         default_region: str | None = None,
         fail_on: str = "error",
-        twilio_conn_id: str = TwilioHook.default_conn_name,
+        twilio_conn_id: str = DEFAULT_TWILIO_CONN_ID,
         **kwargs: Any,
     ) -> None:
         super().__init__(multiple_outputs=True, **kwargs)
@@ -106,12 +159,17 @@ class SendWhatsAppTemplateOperator(BaseOperator):
         self.twilio_conn_id = twilio_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_provider_qconn import normalise
+        from airflow_provider_qconn.hooks.twilio import OutgoingMessage, TwilioHook
+        from airflow_provider_qconn.ledger import LedgerKey, SendLedger
+        from airflow_provider_qconn.task_instance import TaskInstanceIdentity
+
         fail_on = _fail_on(self.fail_on)
         request = normalise.template_send(
             self.recipients, self.template_sid, self.template_variables, self.recipient_variables, self.default_region
         )
         template_sid = request.template_sid
-        errors = [
+        errors: list[dict[str, Any]] = [
             {"recipient": written, "code": "invalid_number", "message": f"not a phone number: {reason}"}
             for written, reason in request.invalid
         ] + [
@@ -154,10 +212,14 @@ class SendWhatsAppTemplateOperator(BaseOperator):
 
     def _ledger_store(self) -> LedgerStore:
         """Where the send ledger lives: Airflow Variables, which every worker and every later try can read."""
+        from airflow_provider_qconn.ledger import VariableStore
+
         return VariableStore()
 
     def _prune(self, store: LedgerStore) -> None:
         """Delete other tasks' expired ledger records; never a reason to fail a send that went through."""
+        from airflow_provider_qconn.ledger import prune
+
         try:
             deleted = prune(store)
         except Exception as error:
@@ -202,7 +264,7 @@ class GetMessageStatusOperator(BaseOperator):
         *,
         message_ids: str | Sequence[str],
         fail_on: str = "error",
-        twilio_conn_id: str = TwilioHook.default_conn_name,
+        twilio_conn_id: str = DEFAULT_TWILIO_CONN_ID,
         **kwargs: Any,
     ) -> None:
         super().__init__(multiple_outputs=True, **kwargs)
@@ -211,6 +273,9 @@ class GetMessageStatusOperator(BaseOperator):
         self.twilio_conn_id = twilio_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_provider_qconn import normalise
+        from airflow_provider_qconn.hooks.twilio import TwilioHook
+
         fail_on = _fail_on(self.fail_on)
         sids = normalise.message_ids(self.message_ids)
         valid = [sid for sid in sids if normalise.is_message_sid(sid)]

@@ -32,7 +32,8 @@ class SandboxControl:
         self._call("POST", "/reset", json={"defaults": defaults})
 
     def seed(self, **sections: list[dict[str, Any]]) -> None:
-        """Add mailboxes, apps, refresh_tokens, accounts, templates or numbers."""
+        """Add mailboxes, apps, refresh_tokens, accounts, templates, numbers or events (a create-event body as
+        Graph takes it, recurrence included, with ``mailbox``: the organizer's UPN)."""
         self._call("POST", "/seed", json=sections)
 
     def settings(self, **values: Any) -> dict[str, Any]:

@@ -122,7 +122,7 @@ def _error_for(service: str, status: int, retry_after: float | None) -> tuple[by
     if service == "identity":
         body = {"error": "temporarily_unavailable", "error_description": f"AADSTS90033: Injected {status}."}
         return json.dumps(body).encode(), headers
-    code, message = {
+    graph_code, message = {
         429: ("TooManyRequests", "Too many requests."),
         503: ("ServiceNotAvailable", "The service is temporarily unavailable."),
         504: ("GatewayTimeout", "The gateway timed out."),
@@ -130,7 +130,7 @@ def _error_for(service: str, status: int, retry_after: float | None) -> tuple[by
     request_id = str(uuid.uuid4())
     headers["request-id"] = request_id
     inner = {"date": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()), "request-id": request_id}
-    return json.dumps({"error": {"code": code, "message": message, "innerError": inner}}).encode(), headers
+    return json.dumps({"error": {"code": graph_code, "message": message, "innerError": inner}}).encode(), headers
 
 
 class SandboxMiddleware:
@@ -172,7 +172,7 @@ class SandboxMiddleware:
                 await self._finish(scope, service, body, captured, started, rule, send)
                 return
             rule = self._match_fault(service, scope["method"], path)
-            after = bool(rule) and rule.get("phase", "before") == "after"
+            after = bool(rule and rule.get("phase", "before") == "after")
             rule_latency = float((rule or {}).get("latency", 0.0))
             latency = float(self._setting("latency").get(service, 0.0)) + (0.0 if after else rule_latency)
             if latency:

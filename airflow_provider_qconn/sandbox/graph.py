@@ -19,12 +19,21 @@ Behaviour worth knowing (each from Graph's docs; see the module's tests):
   responses carry; ``Prefer: outlook.timezone`` the zone of ``start``/``end``. Without it, times are in UTC,
   except in a create's answer: there they are in the zones the request gave (the create-event documentation's
   example answers in the request's zone).
+- Recurring events (``recurrence``: every pattern and range type, see :mod:`.recurrence`) are stored as a series
+  master (``type: seriesMaster``, listed by ``events``); ``calendarView`` expands them into occurrences
+  (``type: occurrence``, ``seriesMasterId``, ``originalStart``) in the series' zone. An occurrence's id reads,
+  updates, cancels and deletes that occurrence alone: an update makes it an ``exception`` (shown at its new
+  time), a cancel or delete removes it from the organizer's calendar, while attendees' copies show it
+  ``isCancelled``. The order of ``calendarView`` is by start; its page size is ``$top`` or ``Prefer:
+  odata.maxpagesize`` (default 10), followed through ``@odata.nextLink``.
 - Where the docs give no error code (not-organizer cancel, a missing start), the sandbox answers
   ``ErrorInvalidRequest`` with the documented message or a plain one.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
 import hashlib
 import html
@@ -42,6 +51,7 @@ from starlette.routing import Route
 
 from airflow_provider_qconn.sandbox.common import iso_utc, json_response, random_b64, random_hex, state_of
 from airflow_provider_qconn.sandbox.identity import lookup_access_token
+from airflow_provider_qconn.sandbox.recurrence import RecurrenceError, Series, normalise
 from airflow_provider_qconn.sandbox.state import State
 
 GRAPH_ROOT = "https://graph.microsoft.com/v1.0"
@@ -160,6 +170,8 @@ class Preferences:
         self.zone_preferred = False
         self.immutable_ids = False
         self.text_body = False
+        #: ``odata.maxpagesize``: the page size of a collection when the request gives no ``$top``.
+        self.page_size: int | None = None
         applied = []
         for raw in values.split(","):
             item = raw.strip()
@@ -175,6 +187,9 @@ class Preferences:
                 applied.append(item)
             elif key.strip().lower() == "outlook.body-content-type" and value.lower() == "text":
                 self.text_body = True
+                applied.append(item)
+            elif key.strip().lower() == "odata.maxpagesize" and value.isdigit() and int(value) > 0:
+                self.page_size = int(value)
                 applied.append(item)
         self.applied = ",".join(applied)
 
@@ -410,6 +425,144 @@ def _load(state: State, mailbox: dict[str, Any], event_id: str) -> tuple[dict[st
     return event, folder
 
 
+# --- recurring series ----------------------------------------------------------------------------------
+
+#: What an update of one occurrence may change (kept in its master's ``_exceptions``).
+_EXCEPTION_FIELDS = (
+    "subject", "body", "location", "locations", "attendees", "importance", "sensitivity", "showAs",
+    "isReminderOn", "reminderMinutesBeforeStart", "_startUtc", "_endUtc",
+)  # fmt: skip
+#: Where Exchange's global object id carries an occurrence's original date (zeros in a master's).
+_ICAL_DATE = slice(32, 40)
+_OCCURRENCE_ID_PREFIX = "AAMkAGOcc"
+
+
+def _recurrence(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The request's recurrence as Graph stores it (zone from the start when the range names none), or None."""
+    value = body.get("recurrence")
+    if value is None:
+        return None
+    try:
+        return normalise(value, ((body.get("start") or {}).get("timeZone")) or "UTC")
+    except RecurrenceError as error:
+        raise GraphError(400, "ErrorInvalidRequest", str(error)) from error
+
+
+def _occurrence_id(master_id: str, day: dt.date) -> str:
+    """An occurrence's id: opaque to clients, made from its master's id and its original date."""
+    payload = f"{master_id}|{day.isoformat()}".encode()
+    return _OCCURRENCE_ID_PREFIX + base64.urlsafe_b64encode(payload).decode()
+
+
+def _parse_occurrence_id(event_id: str) -> tuple[str, dt.date] | None:
+    if not event_id.startswith(_OCCURRENCE_ID_PREFIX):
+        return None
+    try:
+        master_id, _, day = base64.urlsafe_b64decode(event_id[len(_OCCURRENCE_ID_PREFIX) :]).decode().rpartition("|")
+        return master_id, dt.date.fromisoformat(day)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+
+
+def _series(master: dict[str, Any]) -> Series:
+    zone = resolve_zone(master["recurrence"]["range"]["recurrenceTimeZone"]) or ZoneInfo("UTC")
+    return Series(
+        master["recurrence"],
+        zone,
+        dt.datetime.fromisoformat(master["_startUtc"]),
+        dt.datetime.fromisoformat(master["_endUtc"]),
+    )
+
+
+def _occurrence(
+    master: dict[str, Any], day: dt.date, original_start: dt.datetime, duration: dt.timedelta
+) -> dict[str, Any]:
+    """One occurrence of a series, stored-event shaped: the master's properties, then its exception's changes."""
+    exception = (master.get("_exceptions") or {}).get(day.isoformat(), {})
+    occurrence = {k: v for k, v in master.items() if k not in ("_exceptions", "_createPayload")}
+    occurrence.update(
+        immutableId=_occurrence_id(master["immutableId"], day),
+        restId=_occurrence_id(master["restId"], day),
+        _masterIds=[master["immutableId"], master["restId"]],
+        _day=day.isoformat(),
+        _startUtc=original_start.isoformat(),
+        _endUtc=(original_start + duration).isoformat(),
+        type="exception" if exception.get("changes") else "occurrence",
+        recurrence=None,
+        transactionId=None,
+        originalStart=original_start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        iCalUId=master["iCalUId"][: _ICAL_DATE.start]
+        + f"{day.year:04X}{day.month:02X}{day.day:02X}"
+        + master["iCalUId"][_ICAL_DATE.stop :],
+    )
+    occurrence.update(exception.get("changes") or {})
+    if exception.get("cancelled"):
+        occurrence["isCancelled"] = True
+        if not occurrence["subject"].startswith("Canceled: "):
+            occurrence["subject"] = "Canceled: " + occurrence["subject"]
+    return occurrence
+
+
+def _visible(event: dict[str, Any]) -> bool:
+    """Whether an event shows in its mailbox's calendar: a cancelled occurrence leaves the organizer's."""
+    return not (event.get("_masterIds") and event["isCancelled"] and event["isOrganizer"])
+
+
+def _expand(master: dict[str, Any], start: dt.datetime, end: dt.datetime) -> list[dict[str, Any]]:
+    """The occurrences of a series that overlap ``[start, end)``, exceptions at their own (maybe moved) times."""
+    series = _series(master)
+    days = dict(series.between(start, end))
+    for day_text, exception in (master.get("_exceptions") or {}).items():
+        day = dt.date.fromisoformat(day_text)
+        if "_startUtc" in exception.get("changes", {}) and day not in days:
+            original = series.start_on(day)
+            if original is not None:
+                days[day] = original
+    occurrences = [_occurrence(master, day, begins, series.duration) for day, begins in days.items()]
+    return [
+        occurrence
+        for occurrence in occurrences
+        if _visible(occurrence)
+        and dt.datetime.fromisoformat(occurrence["_startUtc"]) < end
+        and dt.datetime.fromisoformat(occurrence["_endUtc"]) > start
+    ]
+
+
+def _resolve(state: State, mailbox: dict[str, Any], event_id: str) -> tuple[dict[str, Any], str, dict[str, Any] | None]:
+    """(event, folder, its series master) for an id: a stored event (master None), or an occurrence of one."""
+    try:
+        event, folder = _load(state, mailbox, event_id)
+        return event, folder, None
+    except GraphError:
+        parsed = _parse_occurrence_id(event_id)
+        if parsed is None:
+            raise
+    master_id, day = parsed
+    master, folder = _load(state, mailbox, master_id)
+    series = _series(master) if master.get("recurrence") else None
+    original = series.start_on(day) if series else None
+    if series is None or original is None:
+        raise _not_found()
+    occurrence = _occurrence(master, day, original, series.duration)
+    if not _visible(occurrence):
+        raise _not_found()
+    return occurrence, folder, master
+
+
+def _record_exception(
+    state: State, master: dict[str, Any], day: str, changes: dict[str, Any] | None = None, cancelled: bool = False
+) -> None:
+    """Record an occurrence's changed properties (or its cancellation) in its master, and pass it on to attendees."""
+    entry = master.setdefault("_exceptions", {}).setdefault(day, {})
+    entry.setdefault("changes", {}).update(changes or {})
+    entry["cancelled"] = entry.get("cancelled", False) or cancelled
+    _touch(state, master)
+    with state.transaction():
+        _save(state, master)
+        if master["isOrganizer"]:
+            _sync_attendee_copies(state, master)
+
+
 def _validate_times(event: dict[str, Any]) -> None:
     if event["_endUtc"] < event["_startUtc"]:
         raise GraphError(
@@ -445,6 +598,10 @@ def _render(
     and the end's, where no zone was preferred)."""
     public = {key: value for key, value in event.items() if not key.startswith("_") and key not in _PRIVATE}
     public["id"] = event["immutableId"] if prefs.immutable_ids else event["restId"]
+    if "_masterIds" in event:
+        master_id = event["_masterIds"][0 if prefs.immutable_ids else 1]
+        public["seriesMasterId"] = master_id
+        public["occurrenceId"] = f"OID.{master_id}.{event['_day']}"
     start_zone, end_zone = zones if zones and not prefs.zone_preferred else (prefs.time_zone, prefs.time_zone)
     public["start"] = _format_dtz(dt.datetime.fromisoformat(event["_startUtc"]), start_zone)
     public["end"] = _format_dtz(dt.datetime.fromisoformat(event["_endUtc"]), end_zone)
@@ -539,7 +696,15 @@ def graph_route(handler: Any) -> Any:
 
 @graph_route
 async def create_event(request: Request, state: State, mailbox: dict[str, Any], prefs: Preferences) -> Response:
-    body = await _json_body(request)
+    event = insert_event(state, mailbox, await _json_body(request))
+    return _event_response(request, event, prefs, mailbox, status=201)
+
+
+def insert_event(state: State, mailbox: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+    """Create an event in a mailbox from a request body as Graph takes it (the create route, and the control
+    API's seed); an earlier event with the same ``transactionId`` and payload is returned instead.
+
+    Raises GraphError for a body Graph refuses."""
     transaction_id = body.get("transactionId")
     if transaction_id:
         existing = state.doc(
@@ -549,7 +714,7 @@ async def create_event(request: Request, state: State, mailbox: dict[str, Any], 
         if existing is not None:
             if existing.get("_createPayload") != _payload_digest(body):
                 raise _duplicate_transaction_id()
-            return _event_response(request, existing, prefs, mailbox, status=201)
+            return existing
         if state.execute(
             "SELECT 1 FROM spent_transaction_ids WHERE mailbox_id = ? AND transaction_id = ?",
             (mailbox["id"], transaction_id),
@@ -559,6 +724,7 @@ async def create_event(request: Request, state: State, mailbox: dict[str, Any], 
         raise GraphError(
             400, "ErrorInvalidRequest", "Your request can't be completed. A start and an end are required."
         )
+    recurrence = _recurrence(body)
     now = state.now()
     rest_id, immutable_id = _new_ids(mailbox["id"])
     ical = "040000008200E00074C5B7101A82E00800000000" + random_hex(72).upper()
@@ -588,7 +754,7 @@ async def create_event(request: Request, state: State, mailbox: dict[str, Any], 
         "responseRequested": bool(body.get("responseRequested", True)),
         "seriesMasterId": None,
         "showAs": body.get("showAs") or "busy",
-        "type": "seriesMaster" if body.get("recurrence") else "singleInstance",
+        "type": "seriesMaster" if recurrence else "singleInstance",
         "onlineMeetingUrl": None,
         "isOnlineMeeting": False,
         "onlineMeetingProvider": "unknown",
@@ -600,7 +766,7 @@ async def create_event(request: Request, state: State, mailbox: dict[str, Any], 
         "body": {"contentType": "html", "content": _as_stored_html(body.get("body") or {"content": ""})},
         "location": location,
         "locations": locations,
-        "recurrence": body.get("recurrence"),
+        "recurrence": recurrence,
         "attendees": _attendees(body.get("attendees") or []),
         "organizer": {"emailAddress": {"name": mailbox["displayName"], "address": mailbox["upn"]}},
         "onlineMeeting": None,
@@ -612,26 +778,49 @@ async def create_event(request: Request, state: State, mailbox: dict[str, Any], 
     with state.transaction():
         _save(state, event)
         _sync_attendee_copies(state, event)
-    return _event_response(request, event, prefs, mailbox, status=201)
+    return event
 
 
 @graph_route
 async def get_event(request: Request, state: State, mailbox: dict[str, Any], prefs: Preferences) -> Response:
-    event, _folder = _load(state, mailbox, request.path_params["event_id"])
+    event, _folder, _master = _resolve(state, mailbox, request.path_params["event_id"])
     return _event_response(request, event, prefs, mailbox)
 
 
 @graph_route
 async def update_event(request: Request, state: State, mailbox: dict[str, Any], prefs: Preferences) -> Response:
     body = await _json_body(request)
-    event, folder = _load(state, mailbox, request.path_params["event_id"])
+    event, folder, master = _resolve(state, mailbox, request.path_params["event_id"])
     if folder != "calendar":
         raise _not_found()
     if "transactionId" in body and body["transactionId"] != event.get("transactionId"):
         raise GraphError(400, "ErrorInvalidRequest", "The transactionId of an event cannot be changed.")
+    if master is not None:
+        if "recurrence" in body:
+            raise GraphError(400, "ErrorInvalidRequest", "The recurrence of an occurrence cannot be changed.")
+        before = dict(event)
+        _apply_update(event, body, mailbox)
+        changes = {key: event[key] for key in _EXCEPTION_FIELDS if event.get(key) != before.get(key)}
+        _record_exception(state, master, event["_day"], changes=changes)
+        event["type"] = "exception"
+        return _event_response(request, event, prefs, mailbox)
+    if "recurrence" in body:
+        event["recurrence"] = _recurrence({"start": {"timeZone": event["originalStartTimeZone"]}, **body})
+        event["type"] = "seriesMaster" if event["recurrence"] else "singleInstance"
+    _apply_update(event, body, mailbox)
+    _touch(state, event)
+    with state.transaction():
+        _save(state, event)
+        if event["isOrganizer"]:
+            _sync_attendee_copies(state, event)
+    return _event_response(request, event, prefs, mailbox)
+
+
+def _apply_update(event: dict[str, Any], body: dict[str, Any], mailbox: dict[str, Any]) -> None:
+    """Apply a PATCH body's properties to a stored event (or to an occurrence about to become an exception)."""
     for key in ("subject", "importance", "sensitivity", "showAs", "categories", "isReminderOn",
                 "reminderMinutesBeforeStart", "responseRequested", "allowNewTimeProposals", "hideAttendees",
-                "recurrence", "isAllDay"):  # fmt: skip
+                "isAllDay"):  # fmt: skip
         if key in body:
             event[key] = body[key]
     if "location" in body:
@@ -649,17 +838,14 @@ async def update_event(request: Request, state: State, mailbox: dict[str, Any], 
         event["body"] = {"contentType": "html", "content": content}
     if body.get("isOnlineMeeting") and not event["isOnlineMeeting"]:
         _online(event, mailbox, body.get("onlineMeetingProvider"))
-    _touch(state, event)
-    with state.transaction():
-        _save(state, event)
-        if event["isOrganizer"]:
-            _sync_attendee_copies(state, event)
-    return _event_response(request, event, prefs, mailbox)
 
 
 @graph_route
 async def delete_event(request: Request, state: State, mailbox: dict[str, Any], prefs: Preferences) -> Response:
-    event, folder = _load(state, mailbox, request.path_params["event_id"])
+    event, folder, master = _resolve(state, mailbox, request.path_params["event_id"])
+    if master is not None:
+        _record_exception(state, master, event["_day"], cancelled=True)
+        return Response(status_code=204)
     with state.transaction():
         if event["isOrganizer"] and folder == "calendar":
             _sync_attendee_copies(state, event, cancelled=True)
@@ -675,7 +861,7 @@ async def delete_event(request: Request, state: State, mailbox: dict[str, Any], 
 @graph_route
 async def cancel_event(request: Request, state: State, mailbox: dict[str, Any], prefs: Preferences) -> Response:
     body = await _json_body(request)
-    event, folder = _load(state, mailbox, request.path_params["event_id"])
+    event, folder, master = _resolve(state, mailbox, request.path_params["event_id"])
     if folder != "calendar":
         raise _not_found()
     if not event["isOrganizer"]:
@@ -684,6 +870,9 @@ async def cancel_event(request: Request, state: State, mailbox: dict[str, Any], 
             "ErrorInvalidRequest",
             "Your request can't be completed. You need to be an organizer to cancel a meeting.",
         )
+    if master is not None:
+        _record_exception(state, master, event["_day"], cancelled=True)
+        return Response(status_code=202)
     comment = body.get("Comment", body.get("comment"))
     event["isCancelled"] = True
     event["_cancelComment"] = comment
@@ -699,7 +888,7 @@ def _collection(
     request: Request, events: list[dict[str, Any]], prefs: Preferences, mailbox: dict[str, Any]
 ) -> Response:
     try:
-        top = int(request.query_params.get("$top", "10"))
+        top = int(request.query_params.get("$top", str(prefs.page_size or 10)))
         skip = int(request.query_params.get("$skip", "0"))
     except ValueError as error:
         raise GraphError(400, "BadRequest", "Invalid $top or $skip value.") from error
@@ -757,18 +946,21 @@ async def calendar_view(request: Request, state: State, mailbox: dict[str, Any],
             "This request requires a time window specified by the query string parameters StartDateTime and "
             "EndDateTime.",
         )
-    window_start = _parse_dtz({"dateTime": start_text, "timeZone": prefs.time_zone}, "startDateTime")
-    window_end = _parse_dtz({"dateTime": end_text, "timeZone": prefs.time_zone}, "endDateTime")
-    events = [
-        event
-        for event in state.docs(
-            "SELECT doc FROM events WHERE mailbox_id = ? AND folder = 'calendar' ORDER BY seq",
-            (mailbox["id"],),
-        )
-        if dt.datetime.fromisoformat(event["_startUtc"]) < window_end
-        and dt.datetime.fromisoformat(event["_endUtc"]) > window_start
-    ]
-    events.sort(key=lambda event: event["_startUtc"])
+    # The window is read with the offset it carries, or as UTC: never in the Prefer header's zone.
+    window_start = _parse_dtz({"dateTime": start_text, "timeZone": "UTC"}, "startDateTime")
+    window_end = _parse_dtz({"dateTime": end_text, "timeZone": "UTC"}, "endDateTime")
+    events: list[dict[str, Any]] = []
+    for event in state.docs(
+        "SELECT doc FROM events WHERE mailbox_id = ? AND folder = 'calendar' ORDER BY seq", (mailbox["id"],)
+    ):
+        if event.get("recurrence"):
+            events += _expand(event, window_start, window_end)
+        elif (
+            dt.datetime.fromisoformat(event["_startUtc"]) < window_end
+            and dt.datetime.fromisoformat(event["_endUtc"]) > window_start
+        ):
+            events.append(event)
+    events.sort(key=lambda event: (dt.datetime.fromisoformat(event["_startUtc"]), event["immutableId"]))
     return _collection(request, events, prefs, mailbox)
 
 

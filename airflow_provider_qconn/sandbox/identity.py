@@ -246,6 +246,7 @@ def _verify_assertion(request: Request, app: dict[str, Any], fields: dict[str, s
     import jwt
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import rsa
 
     if fields.get("client_assertion_type") != _JWT_BEARER:
         raise OAuthError(400, "invalid_request", 50027, "Invalid client_assertion_type.")
@@ -265,10 +266,13 @@ def _verify_assertion(request: Request, app: dict[str, Any], fields: dict[str, s
         # MSAL keeps the base64 padding of the thumbprints; compare without it.
         if str(header.get("x5t", "")).rstrip("=") != sha1 and str(header.get("x5t#S256", "")).rstrip("=") != sha256:
             continue
+        key = cert.public_key()
+        if not isinstance(key, rsa.RSAPublicKey):  # RS256 and PS256 need an RSA key
+            raise failed
         try:
             claims = jwt.decode(
                 assertion,
-                cert.public_key(),
+                key,
                 algorithms=["RS256", "PS256"],
                 audience=endpoint,
                 options={"require": ["exp", "aud", "iss", "sub"]},

@@ -33,6 +33,9 @@ MESSAGING_SERVICE_SID = "MG1f2e3d4c5b6a79880716253443526170"
 
 TEMPLATE_REMINDER = "HX1a2b3c4d5e6f708192a3b4c5d6e7f809"
 TEMPLATE_ORDER = "HX9f8e7d6c5b4a30291807f6e5d4c3b2a1"
+TEMPLATE_MEETING_REMINDER = "HX5e6f708192a3b4c5d6e7f8091a2b3c4d"
+TEMPLATE_INTERVIEW = "HX4c8e2a6f0b3d5e7a9c1f3b5d7e9a0c2e"
+TEMPLATE_ALERT = "HX6a0d4b8e2f5c7a9d1e3b5f7a9c0e2d4f"
 
 #: Recipients with a chosen fate, like Twilio's magic test numbers.
 INVALID_NUMBER = "+15005550001"  # refused at create: 21211 (through a Messaging Service: accepted, then failed)
@@ -97,6 +100,9 @@ class Seed:
     accounts: list[dict[str, Any]] = field(default_factory=list)
     templates: list[dict[str, Any]] = field(default_factory=list)
     numbers: list[dict[str, Any]] = field(default_factory=list)
+    #: Calendar events: a create-event request body as Graph takes it (``recurrence`` included), plus
+    #: ``mailbox``, the organizer's UPN or id.
+    events: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Seed:
@@ -175,6 +181,34 @@ def default_seed() -> Seed:
                 "body": "Hi {{name}}, your order {{order_id}} is {{status}}.",
                 "variables": {"name": "Customer", "order_id": "1234", "status": "on its way"},
             },
+            {
+                "sid": TEMPLATE_MEETING_REMINDER,
+                "account_sid": ACCOUNT_SID,
+                "friendly_name": "meeting_reminder",
+                "language": "en",
+                "body": "Hi {{1}}, a reminder: {{2}} starts {{3}}. Join: {{4}}",
+                "variables": {"1": "there", "2": "our meeting", "3": "soon", "4": "see your invitation"},
+            },
+            {
+                "sid": TEMPLATE_INTERVIEW,
+                "account_sid": ACCOUNT_SID,
+                "friendly_name": "interview_invitation",
+                "language": "en",
+                "body": "Hi {{name}}, your interview is on {{time}}. Video call: {{link}}",
+                "variables": {
+                    "name": "Candidate",
+                    "time": "Monday 09:00",
+                    "link": "see the calendar invitation sent to your e-mail",
+                },
+            },
+            {
+                "sid": TEMPLATE_ALERT,
+                "account_sid": ACCOUNT_SID,
+                "friendly_name": "airflow_failure_alert",
+                "language": "en",
+                "body": "Airflow: {{dag}} failed at {{task}} (run {{run}}).",
+                "variables": {"dag": "a DAG", "task": "a task", "run": "unknown"},
+            },
         ],
         numbers=[
             {"number": INVALID_NUMBER, "create_error": 21211},
@@ -241,3 +275,20 @@ def apply_seed(state: State, seed: Seed) -> None:
                 "INSERT OR REPLACE INTO numbers (number, doc) VALUES (?, ?)",
                 (number["number"], json.dumps(number)),
             )
+    for event in seed.events:
+        _seed_event(state, event)
+
+
+def _seed_event(state: State, event: dict[str, Any]) -> None:
+    """Create one seeded event as the events route would (attendee copies, Teams links, recurrence)."""
+    from airflow_provider_qconn.sandbox.graph import GraphError, insert_event
+
+    body = dict(event)
+    owner = body.pop("mailbox", None)
+    mailbox = state.doc("SELECT doc FROM mailboxes WHERE id = ? OR upn = ?", (owner, owner))
+    if mailbox is None:
+        raise ValueError(f"event for unknown mailbox {owner!r}")
+    try:
+        insert_event(state, mailbox, body)
+    except GraphError as error:
+        raise ValueError(f"event {body.get('subject')!r}: {error.code}: {error.message}") from error

@@ -30,6 +30,7 @@ CREATE TABLE IF NOT EXISTS messages (sid TEXT PRIMARY KEY, account_sid TEXT NOT 
     from_addr TEXT NOT NULL, created_at REAL NOT NULL, seq INTEGER NOT NULL, doc TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS messages_account ON messages (account_sid, seq);
 CREATE INDEX IF NOT EXISTS messages_to ON messages (account_sid, to_addr, seq);
+CREATE INDEX IF NOT EXISTS messages_seq ON messages (seq);
 CREATE TABLE IF NOT EXISTS faults (id INTEGER PRIMARY KEY AUTOINCREMENT, doc TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS journal (id INTEGER PRIMARY KEY AUTOINCREMENT, doc TEXT NOT NULL);
 """
@@ -57,6 +58,9 @@ class State:
         self.path = path
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._lock = threading.RLock()
+        #: Settings read on every request, kept in memory when no other process can change them (a memory
+        #: database); a file may be shared, so there every read goes to it.
+        self._settings: dict[str, Any] | None = {} if path == ":memory:" else None
         if path != ":memory:":
             self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
@@ -80,18 +84,31 @@ class State:
             for table in _TABLES:
                 self._db.execute(f"DELETE FROM {table}")
             self._db.execute("DELETE FROM sqlite_sequence")
+            if self._settings is not None:
+                self._settings.clear()
 
     # --- settings and the clock -------------------------------------------------------------------
 
     def get_setting(self, key: str, default: Any = None) -> Any:
-        rows = self.execute("SELECT value FROM settings WHERE key = ?", (key,))
-        return json.loads(rows[0][0]) if rows else default
+        cache = self._settings
+        if cache is not None and key in cache:
+            text = cache[key]
+        else:
+            rows = self.execute("SELECT value FROM settings WHERE key = ?", (key,))
+            text = rows[0][0] if rows else None
+            if cache is not None:
+                cache[key] = text
+        return json.loads(text) if text is not None else default
 
     def set_setting(self, key: str, value: Any) -> None:
-        self.execute(
-            "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            (key, json.dumps(value)),
-        )
+        text = json.dumps(value)
+        with self._lock:
+            self.execute(
+                "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (key, text),
+            )
+            if self._settings is not None:
+                self._settings[key] = text
 
     def now(self) -> float:
         """The sandbox clock: wall time plus the offset the control API may have advanced it by."""

@@ -202,7 +202,7 @@ def render_message(state: State, message: dict[str, Any], now: float | None = No
             "date_updated": rfc2822(updated),
             "date_sent": rfc2822(sent_at),
             "error_code": fate.get("error_code") if failed else None,
-            "error_message": (fate.get("error_message") or _ERROR_MESSAGES.get(fate.get("error_code")))
+            "error_message": (fate.get("error_message") or _ERROR_MESSAGES.get(fate.get("error_code", 0)))
             if failed
             else None,
             "price": "-0.00500" if sent_at is not None else None,

@@ -8,15 +8,14 @@ from typing import Any
 
 from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue, conf
 
-from airflow_provider_qconn import normalise
+from airflow_provider_qconn.delivery import FAILED_STATUSES, delivery_verdict, lookup_errors
 from airflow_provider_qconn.exceptions import InvalidParameterError, NonRetryableApiError
-from airflow_provider_qconn.hooks.twilio import TwilioHook
-from airflow_provider_qconn.triggers.whatsapp import (
-    FAILED_STATUSES,
-    WhatsAppDeliveryTrigger,
-    delivery_verdict,
-    lookup_errors,
-)
+
+# The hook, the twilio SDK, the trigger and the input rules are imported where the sensor runs, never where a
+# DAG is parsed.
+
+#: TwilioHook.default_conn_name, without importing the hook.
+DEFAULT_TWILIO_CONN_ID = "qconn_twilio_default"
 
 
 class MessageNotDeliveredError(NonRetryableApiError):
@@ -33,6 +32,8 @@ class WhatsAppDeliverySensor(BaseSensorOperator):
     :param message_ids: Message SIDs: a list (``send.output["sent_message_ids"]``) or a separated string.
     :param target_statuses: the statuses that count as arrived.
     :param twilio_conn_id: a ``qconn_twilio`` connection.
+    :param deferrable: wait on the triggerer instead of in a worker slot.
+    :param poke_interval: seconds (or a timedelta) between two status checks.
 
     Returns (XCom) ``{"statuses": [...], "details": [...]}``: one slot per distinct SID, in input order.
     """
@@ -45,7 +46,7 @@ class WhatsAppDeliverySensor(BaseSensorOperator):
         *,
         message_ids: str | Sequence[str],
         target_statuses: Sequence[str] = ("delivered", "read"),
-        twilio_conn_id: str = TwilioHook.default_conn_name,
+        twilio_conn_id: str = DEFAULT_TWILIO_CONN_ID,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         poke_interval: float | timedelta = 30,
         **kwargs: Any,
@@ -57,6 +58,8 @@ class WhatsAppDeliverySensor(BaseSensorOperator):
         self.deferrable = deferrable
 
     def _sids(self) -> list[str]:
+        from airflow_provider_qconn import normalise
+
         sids = list(dict.fromkeys(normalise.message_ids(self.message_ids)))
         bad = [sid for sid in sids if not normalise.is_message_sid(sid)]
         if bad:
@@ -75,6 +78,8 @@ class WhatsAppDeliverySensor(BaseSensorOperator):
             return super().execute(context)
         if (done := self.poke(context)) and done.is_done:
             return done.xcom_value
+        from airflow_provider_qconn.triggers.whatsapp import WhatsAppDeliveryTrigger
+
         self.defer(
             trigger=WhatsAppDeliveryTrigger(sids, self.target_statuses, self._interval(), self.twilio_conn_id),
             method_name="execute_complete",
@@ -86,6 +91,8 @@ class WhatsAppDeliverySensor(BaseSensorOperator):
         return interval.total_seconds() if isinstance(interval, timedelta) else float(interval)
 
     def poke(self, context: Context) -> PokeReturnValue:
+        from airflow_provider_qconn.hooks.twilio import TwilioHook
+
         sids = self._sids()
         lookups = TwilioHook(self.twilio_conn_id).fetch_message_statuses(sids)
         return self._decide([lookups[sid].details for sid in sids], lookup_errors(sids, lookups))

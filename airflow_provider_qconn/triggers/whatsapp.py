@@ -3,32 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-#: Statuses after which a message will not be delivered.
-FAILED_STATUSES = ("failed", "undelivered", "canceled")
+from airflow_provider_qconn.delivery import FAILED_STATUSES, delivery_verdict, lookup_errors
 
-
-def delivery_verdict(details: Sequence[dict[str, Any] | None], targets: Sequence[str]) -> str | None:
-    """``"done"`` when every message reached a target status, ``"failed"`` when one never will, else None."""
-    statuses = [detail and detail["status"] for detail in details]
-    if any(status in FAILED_STATUSES for status in statuses):
-        return "failed"
-    if all(status in targets for status in statuses):
-        return "done"
-    return None
-
-
-def lookup_errors(message_ids: Sequence[str], lookups: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The lookups that failed for good (an unknown SID, refused credentials); transient ones are asked again."""
-    return [
-        {"message_id": sid, "code": lookups[sid].code, "message": lookups[sid].message}
-        for sid in message_ids
-        if lookups[sid].details is None and not lookups[sid].transient
-    ]
+__all__ = ["FAILED_STATUSES", "WhatsAppDeliveryTrigger", "delivery_verdict", "lookup_errors"]
 
 
 class WhatsAppDeliveryTrigger(BaseTrigger):

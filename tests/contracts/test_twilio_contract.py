@@ -115,10 +115,17 @@ def test_list_messages_with_filters_and_paging(sandbox: Sandbox, twilio: httpx.C
 
 
 def test_fetch_and_list_content(sandbox: Sandbox, twilio: httpx.Client) -> None:
-    for sid in (seed.TEMPLATE_REMINDER, seed.TEMPLATE_ORDER):
+    templates = [
+        seed.TEMPLATE_REMINDER,
+        seed.TEMPLATE_ORDER,
+        seed.TEMPLATE_MEETING_REMINDER,
+        seed.TEMPLATE_INTERVIEW,
+        seed.TEMPLATE_ALERT,
+    ]
+    for sid in templates:
         assert twilio.get(f"/v1/Content/{sid}").json()["sid"] == sid
     listed = twilio.get("/v1/Content").json()
-    assert [c["sid"] for c in listed["contents"]] == [seed.TEMPLATE_REMINDER, seed.TEMPLATE_ORDER]
+    assert [c["sid"] for c in listed["contents"]] == templates
     first = twilio.get("/v1/Content", params={"PageSize": 1}).json()
     following = urllib.parse.urlsplit(first["meta"]["next_page_url"])
     second = twilio.get(f"{following.path}?{following.query}").json()

@@ -71,7 +71,7 @@ GraphFactory = Callable[..., Awaitable[Any]]
 
 @pytest.fixture
 async def graph_client(sandbox: Sandbox, ca: str) -> AsyncIterator[GraphFactory]:
-    """A factory of ``GraphServiceClient`` over real HTTP to the sandbox, built as DESIGN.md's gotchas say.
+    """A factory of ``GraphServiceClient`` over real HTTP to the sandbox, built as docs/design.md says it must be.
 
     ``await graph_client(credential, scopes)``; ``with_options=False`` or ``allowed_hosts=[]`` rebuild the
     known pitfalls. The httpx clients are closed at teardown.

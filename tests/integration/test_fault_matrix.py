@@ -497,18 +497,12 @@ def _report_figures(request: pytest.FixtureRequest) -> Iterator[None]:
 def quick_clients(monkeypatch: pytest.MonkeyPatch) -> None:
     """Short retry delays and timeouts for the SDK clients the operators, the sensor and the trigger build."""
     import airflow_provider_qconn.hooks.twilio
-    import airflow_provider_qconn.operators.whatsapp
-    import airflow_provider_qconn.sensors.whatsapp
     from airflow_provider_qconn.hooks.msgraph import retry
 
     # Graph's backoff without Retry-After: up to 0.05 s, not 2 s, before the first replay.
     monkeypatch.setattr(retry, "BASE_DELAY", 0.05)
-    for module in (
-        airflow_provider_qconn.operators.whatsapp,
-        airflow_provider_qconn.sensors.whatsapp,
-        airflow_provider_qconn.hooks.twilio,  # the trigger imports TwilioHook from here when it runs
-    ):
-        monkeypatch.setattr(module, "TwilioHook", QuickTwilioHook)
+    # The operators, the sensor and the trigger import TwilioHook from here when they run.
+    monkeypatch.setattr(airflow_provider_qconn.hooks.twilio, "TwilioHook", QuickTwilioHook)
 
 
 def attempt_with(run: Callable[[], Any]) -> Try:

@@ -249,7 +249,7 @@ async def test_app_only_token_cannot_use_me(app_graph: Any) -> None:
     assert "/me request is only valid with delegated authentication flow" in caught.value.error.message
 
 
-# --- the pitfalls DESIGN.md records, kept honest ------------------------------------------------------------
+# --- the SDK behaviours docs/design.md records, kept honest -----------------------------------------------
 
 
 async def test_without_graph_options_me_becomes_a_placeholder_user(

@@ -231,7 +231,7 @@ def test_refresh_token_rotates_and_the_old_one_stays_valid(sandbox: Sandbox, msa
 def test_refresh_token_expires_after_its_lifetime(sandbox: Sandbox, msal_app: Callable[[str], Any]) -> None:
     app = msal_app("common")
     sandbox.control.settings(refresh_token_lifetime=60)
-    # The seeded token got its (90-day) lifetime at seed time: issue one under the short lifetime.
+    # The seeded token got its (90-day) lifetime at seed time: redeem it for a new one, which gets the short lifetime.
     short = app.acquire_token_by_refresh_token(seed.REFRESH_TOKEN_ORGANIZER, scopes=GRAPH_DELEGATED_SCOPES)
     short_lived = short["refresh_token"]
     assert "access_token" in app.acquire_token_by_refresh_token(short_lived, scopes=GRAPH_DELEGATED_SCOPES)

@@ -106,7 +106,13 @@ def test_content_templates(twilio_client: Any) -> None:
     assert template.variables == {"1": "Customer", "2": "tomorrow"}
 
     listed = twilio_client.content.v1.contents.list()
-    assert [t.sid for t in listed] == [seed.TEMPLATE_REMINDER, seed.TEMPLATE_ORDER]
+    assert [t.sid for t in listed] == [
+        seed.TEMPLATE_REMINDER,
+        seed.TEMPLATE_ORDER,
+        seed.TEMPLATE_MEETING_REMINDER,
+        seed.TEMPLATE_INTERVIEW,
+        seed.TEMPLATE_ALERT,
+    ]
 
 
 def test_invalid_number_is_refused_with_21211(sandbox: Sandbox, twilio_client: Any) -> None:

@@ -30,6 +30,10 @@ def test_demo_runs_every_example_dag_on_the_sandbox():
         assert f"=== {example.stem} ===" in out
     assert out.count("-> run success") == len(list((ROOT / "example_dags").glob("*.py")))
     assert "All example DAGs succeeded." in out
+    assert "\n  meeting_reminders            success" in out.split("Example DAG runs:")[1]
+    assert "WhatsApp to +34612345678: Hi Megan Bowen, a reminder: Daily stand-up starts" in out
+    assert "WhatsApp to +59899123456: Hi Ana, a reminder: Daily stand-up starts" in out
+    assert "WhatsApp to +34612345678: Hi Megan Bowen, a reminder: Budget review starts" in out
     assert "twilio   POST   201" in out
 
 

@@ -146,3 +146,24 @@ def test_without_listing_only_the_own_record_is_read_and_nothing_is_pruned():
     assert SendLedger.load("secret", store, key(0)).sent_message(NUMBER, "c") == ("SM1", "c")
     assert SendLedger.load("secret", store, key(1)).sent_message(NUMBER, "c") is None
     assert prune(store) is None
+
+
+def test_a_mapped_instance_whose_inputs_moved_sends_new_content_but_never_the_same_twice():
+    store = MemoryStore()
+    first = SendLedger.load("secret", store, key(0))
+    sent_to(first, NUMBER, "SM1", "meeting A")  # map index 0 reminded NUMBER of meeting A
+    # The list shifted: map index 0 now holds meeting B, map index 1 meeting A.
+    now_b = SendLedger.load("secret", store, key(0))
+    assert now_b.sent_message(NUMBER, "meeting B") is None
+    sent_to(now_b, NUMBER, "SM2", "meeting B")
+    now_a = SendLedger.load("secret", store, key(1))
+    assert now_a.sent_message(NUMBER, "meeting A") == ("SM1", "meeting A")
+    again = SendLedger.load("secret", store, key(0))
+    assert again.sent_message(NUMBER, "meeting A") == ("SM1", "meeting A")
+    assert again.sent_message(NUMBER, "meeting B") == ("SM2", "meeting B")
+
+
+def test_an_unmapped_instance_keeps_what_it_sent_whatever_the_content_now():
+    store = MemoryStore()
+    sent_to(SendLedger.load("secret", store, key()), NUMBER, "SM1", "before")
+    assert SendLedger.load("secret", store, key()).sent_message(NUMBER, "after") == ("SM1", "before")

@@ -13,11 +13,12 @@ from unittest import mock
 import pytest
 
 from airflow_provider_qconn.exceptions import InvalidParameterError, MeetingStateError, NonRetryableApiError
-from airflow_provider_qconn.hooks.msgraph import EventDetails, Meeting
+from airflow_provider_qconn.hooks.msgraph import Attendance, CalendarEntry, EventDetails, Meeting
 from airflow_provider_qconn.normalise import EmailAddress
 from airflow_provider_qconn.operators.outlook import (
     NO_JOIN_URL_COMMENT,
     CancelMeetingOperator,
+    ListMeetingsOperator,
     ScheduleMeetingOperator,
     UpdateMeetingOperator,
     transaction_id,
@@ -45,7 +46,7 @@ def context(dag_id: str = "d", task_id: str = "t", run_id: str = "r", map_index:
 
 @pytest.fixture
 def hook():
-    with mock.patch("airflow_provider_qconn.operators.outlook.MSGraphHook", autospec=True) as hook_class:
+    with mock.patch("airflow_provider_qconn.hooks.msgraph.MSGraphHook", autospec=True) as hook_class:
         instance = hook_class.return_value
         instance.create_event.return_value = MEETING
         instance.update_event.return_value = MEETING
@@ -61,7 +62,7 @@ def schedule(**kwargs) -> ScheduleMeetingOperator:
 
 def test_template_fields_cover_every_parameter():
     # Every constructor parameter is templatable (BaseOperator's own ones excepted).
-    for operator_class in (ScheduleMeetingOperator, UpdateMeetingOperator, CancelMeetingOperator):
+    for operator_class in (ScheduleMeetingOperator, UpdateMeetingOperator, CancelMeetingOperator, ListMeetingsOperator):
         parameters = set(inspect.signature(operator_class.__init__).parameters) - {"self", "kwargs"}
         parameters |= {"msgraph_conn_id"}
         assert set(operator_class.template_fields) == parameters, operator_class.__name__
@@ -72,6 +73,7 @@ def test_each_operator_has_multiple_outputs_and_the_default_connection():
         schedule(),
         UpdateMeetingOperator(task_id="u", meeting_id="x"),
         CancelMeetingOperator(task_id="c", meeting_id="x"),
+        ListMeetingsOperator(task_id="l"),
     ):
         assert operator.multiple_outputs is True
         assert operator.msgraph_conn_id == "qconn_msgraph_default"
@@ -214,3 +216,103 @@ def test_cancel_validates_and_lets_graph_errors_through(hook):
     with pytest.raises(NonRetryableApiError):
         CancelMeetingOperator(task_id="c", meeting_id="x").execute(context())
     hook.close.assert_called_once_with()
+
+
+# --- listing -------------------------------------------------------------------------------------------------
+
+UTC = dt.timezone.utc
+
+
+def entry(subject: str, hour: int, cancelled: bool = False, entry_id: str | None = None) -> CalendarEntry:
+    return CalendarEntry(
+        id=entry_id or f"id-{subject}",
+        series_id="master" if subject.startswith("Daily") else None,
+        subject=subject,
+        start=dt.datetime(2030, 7, 1, hour, tzinfo=UTC),
+        end=dt.datetime(2030, 7, 1, hour, 30, tzinfo=UTC),
+        location=None,
+        web_link="https://outlook.office365.com/owa/?itemid=x",
+        join_url=None,
+        organizer="adele@contoso.example",
+        attendees=(Attendance("megan@contoso.example", "Megan Bowen", "required", "accepted"),),
+        is_cancelled=cancelled,
+    )
+
+
+def listing_context(start: dt.datetime | None, end: dt.datetime | None) -> dict:
+    return {**context(), "data_interval_start": start, "data_interval_end": end}
+
+
+def test_listing_defaults_to_the_data_interval_and_returns_meetings_in_start_order_in_the_zone(hook):
+    hook.list_events.return_value = [entry("Review", 10), entry("Daily sync", 8), entry("Gone", 9, cancelled=True)]
+    interval = (dt.datetime(2030, 7, 1, 6, tzinfo=UTC), dt.datetime(2030, 7, 1, 12, tzinfo=UTC))
+    result = ListMeetingsOperator(task_id="l", time_zone="Europe/Madrid").execute(listing_context(*interval))
+    assert hook.list_events.call_args.args == interval
+    assert [m["subject"] for m in result["meetings"]] == ["Daily sync", "Review"]
+    first = result["meetings"][0]
+    assert first == {
+        "meeting_id": "id-Daily sync",
+        "series_id": "master",
+        "subject": "Daily sync",
+        "start": "2030-07-01T10:00:00+02:00",
+        "end": "2030-07-01T10:30:00+02:00",
+        "time_zone": "Europe/Madrid",
+        "location": None,
+        "web_link": "https://outlook.office365.com/owa/?itemid=x",
+        "join_url": None,
+        "organizer": "adele@contoso.example",
+        "attendees": [
+            {"email": "megan@contoso.example", "name": "Megan Bowen", "type": "required", "response": "accepted"}
+        ],
+        "is_cancelled": False,
+    }
+    hook.close.assert_called_once()
+
+
+def test_listing_keeps_cancelled_meetings_when_asked_and_filters_by_subject_ignoring_case(hook):
+    hook.list_events.return_value = [entry("Review", 10), entry("Daily sync", 8), entry("Gone sync", 9, True)]
+    operator = ListMeetingsOperator(
+        task_id="l", start="2030-07-01T00:00", end="2030-07-02T00:00", include_cancelled="true", subject_contains="SYNC"
+    )
+    result = operator.execute(listing_context(None, None))
+    assert [(m["subject"], m["is_cancelled"]) for m in result["meetings"]] == [
+        ("Daily sync", False),
+        ("Gone sync", True),
+    ]
+    assert hook.list_events.call_args.args == (dt.datetime(2030, 7, 1, tzinfo=UTC), dt.datetime(2030, 7, 2, tzinfo=UTC))
+
+
+def test_listing_orders_meetings_that_start_together_by_id(hook):
+    hook.list_events.return_value = [entry("B", 8, entry_id="b"), entry("A", 8, entry_id="a")]
+    result = ListMeetingsOperator(task_id="l", start="2030-07-01T00:00", end="2030-07-02T00:00").execute(context())
+    assert [m["meeting_id"] for m in result["meetings"]] == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "interval", "parameter", "message"),
+    [
+        ({}, (None, None), "start", "data interval is empty"),
+        ({}, (dt.datetime(2030, 7, 1, tzinfo=UTC),) * 2, "start", "interval timetable"),
+        ({"start": "2030-07-01T00:00"}, (None, None), "end", "give both start and end"),
+        ({"end": "2030-07-01T00:00"}, (None, None), "start", "give both start and end"),
+        ({"start": "2030-07-02T00:00", "end": "2030-07-01T00:00"}, (None, None), "end", "after start"),
+        ({"time_zone": "Mars/Olympus"}, (None, None), "time_zone", "unknown time zone"),
+        (
+            {"start": "2030-07-01T00:00", "end": "2030-07-02T00:00", "include_cancelled": "maybe"},
+            (None, None),
+            "include_cancelled",
+            "expected true or false",
+        ),
+        (
+            {"start": "2030-07-01T00:00", "end": "2030-07-02T00:00", "subject_contains": 3},
+            (None, None),
+            "subject_contains",
+            "expected text",
+        ),
+    ],
+)
+def test_listing_refuses_an_unusable_window_or_parameter_before_any_request(hook, kwargs, interval, parameter, message):
+    with pytest.raises(InvalidParameterError, match=message) as raised:
+        ListMeetingsOperator(task_id="l", **kwargs).execute(listing_context(*interval))
+    assert raised.value.parameter == parameter
+    hook.list_events.assert_not_called()

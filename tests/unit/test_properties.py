@@ -168,6 +168,18 @@ mappings = st.dictionaries(keys, values, max_size=6)
 
 
 @FAST
+@given(
+    text=st.one_of(st.none(), st.text(), st.text(alphabet=" \t\n\r\u00a0x", max_size=3000)),
+    fallback=st.text(min_size=1).filter(lambda f: f.split()),
+)
+def test_any_text_made_safe_for_a_variable_breaks_no_rule_of_twilios(text, fallback):
+    safe = normalise.variable_safe_text(text, fallback)
+    assert normalise.value_problem(safe) is None
+    if text and text.split():
+        assert safe.split()[0] == text.split()[0][: len(safe.split()[0])]
+
+
+@FAST
 @given(value=st.one_of(anything, mappings, mappings.map(lambda m: json.dumps(m, default=str))))
 def test_template_variables_are_text_twilio_accepts_or_an_error_naming_them(value):
     result = raises_naming("template_variables", normalise.variables, value)

@@ -317,7 +317,13 @@ def test_date_sent_filter_skips_messages_not_sent_yet(client):
 
 def test_content_templates_are_listed_and_fetched(client):
     listing = client.get("/v1/Content", auth=AUTH).json()
-    assert [c["sid"] for c in listing["contents"]] == [seed.TEMPLATE_REMINDER, seed.TEMPLATE_ORDER]
+    assert [c["sid"] for c in listing["contents"]] == [
+        seed.TEMPLATE_REMINDER,
+        seed.TEMPLATE_ORDER,
+        seed.TEMPLATE_MEETING_REMINDER,
+        seed.TEMPLATE_INTERVIEW,
+        seed.TEMPLATE_ALERT,
+    ]
     assert listing["meta"]["key"] == "contents"
     one = client.get(f"/v1/Content/{seed.TEMPLATE_ORDER}", auth=AUTH).json()
     assert one["variables"] == {"name": "Customer", "order_id": "1234", "status": "on its way"}

@@ -73,3 +73,12 @@ def test_conn_fields_are_exactly_the_extras_the_hook_reads():
     assert twilio["hook-class-name"] == f"{TwilioHook.__module__}.{TwilioHook.__name__}"
     assert TwilioHook.conn_type == "qconn_twilio" and TwilioHook.default_conn_name == "qconn_twilio_default"
     assert set(TWILIO_CONN_FIELDS) == {"from_number", "messaging_service_sid", "base_url", "max_concurrency"}
+
+
+def test_the_proxy_variables_apply_unless_no_proxy_exempts_the_host(monkeypatch):
+    from airflow_provider_qconn.hooks.twilio import env_proxy
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    assert env_proxy("https://api.twilio.com") == "http://proxy.example:3128"
+    assert env_proxy("https://127.0.0.1:8765") is None

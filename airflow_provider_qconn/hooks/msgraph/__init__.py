@@ -26,6 +26,8 @@ from airflow_provider_qconn.hooks.msgraph.credentials import (
 )
 from airflow_provider_qconn.hooks.msgraph.errors import DUPLICATE_TRANSACTION_ID, GRAPH, IDENTITY, ITEM_NOT_FOUND
 from airflow_provider_qconn.hooks.msgraph.events import (
+    Attendance,
+    CalendarEntry,
     EventDetails,
     Meeting,
     graph_date_time,
@@ -47,7 +49,9 @@ __all__ = [
     "GRAPH",
     "IDENTITY",
     "ITEM_NOT_FOUND",
+    "Attendance",
     "AuthMode",
+    "CalendarEntry",
     "EventDetails",
     "GraphSettings",
     "MSGraphHook",

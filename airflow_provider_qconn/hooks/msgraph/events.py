@@ -1,5 +1,6 @@
-"""The calendar's data: what operators send (:class:`EventDetails`), what they get back (:class:`Meeting`), the
-Graph request body built from the one, and the Teams block a body update must keep."""
+"""The calendar's data: what operators send (:class:`EventDetails`), what they get back (:class:`Meeting`, and
+:class:`CalendarEntry` from a calendar view), the Graph request body built from the one, and the Teams block a
+body update must keep."""
 
 from __future__ import annotations
 
@@ -61,6 +62,87 @@ class Meeting:
             is_cancelled=bool(event.get("isCancelled")),
             is_online_meeting=bool(event.get("isOnlineMeeting")),
         )
+
+
+@dataclass(frozen=True)
+class Attendance:
+    """One attendee of a meeting as Graph lists it: address, display name, type and response."""
+
+    email: str
+    name: str | None
+    type: str
+    response: str
+
+
+@dataclass(frozen=True)
+class CalendarEntry:
+    """A meeting (a single one, or one occurrence of a series) as a calendar view lists it."""
+
+    #: The event properties it is read from (besides ``id``, which Graph always returns).
+    GRAPH_PROPERTIES: ClassVar[tuple[str, ...]] = (
+        "subject",
+        "start",
+        "end",
+        "location",
+        "webLink",
+        "onlineMeeting",
+        "organizer",
+        "attendees",
+        "isCancelled",
+        "seriesMasterId",
+    )
+
+    id: str
+    series_id: str | None
+    subject: str
+    start: dt.datetime
+    end: dt.datetime
+    location: str | None
+    web_link: str | None
+    join_url: str | None
+    organizer: str | None
+    attendees: tuple[Attendance, ...]
+    is_cancelled: bool
+
+    @classmethod
+    def from_graph(cls, event: Mapping[str, Any]) -> CalendarEntry:
+        attendees = tuple(
+            Attendance(
+                email=str((item.get("emailAddress") or {}).get("address") or ""),
+                name=(item.get("emailAddress") or {}).get("name") or None,
+                type=str(item.get("type") or "required"),
+                response=str((item.get("status") or {}).get("response") or "none"),
+            )
+            for item in event.get("attendees") or []
+        )
+        return cls(
+            id=str(event["id"]),
+            series_id=event.get("seriesMasterId") or None,
+            subject=str(event.get("subject") or ""),
+            start=graph_moment(event["start"]),
+            end=graph_moment(event["end"]),
+            location=(event.get("location") or {}).get("displayName") or None,
+            web_link=event.get("webLink"),
+            join_url=(event.get("onlineMeeting") or {}).get("joinUrl"),
+            organizer=((event.get("organizer") or {}).get("emailAddress") or {}).get("address"),
+            attendees=attendees,
+            is_cancelled=bool(event.get("isCancelled")),
+        )
+
+
+def graph_moment(value: Mapping[str, Any]) -> dt.datetime:
+    """An aware datetime from a ``dateTimeTimeZone`` (Graph writes seven decimals; its zone is a Windows or
+    IANA name)."""
+    from zoneinfo import ZoneInfo
+
+    from tzlocal.windows_tz import win_tz
+
+    text = re.sub(r"(\.\d{6})\d+", r"\1", str(value["dateTime"]).replace("Z", "+00:00"))
+    name = str(value.get("timeZone") or "UTC")
+    moment = dt.datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=ZoneInfo(win_tz.get(name, name)))
+    return moment
 
 
 def graph_date_time(moment: dt.datetime) -> tuple[str, str]:

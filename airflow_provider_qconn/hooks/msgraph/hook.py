@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import datetime as dt
 import functools
 import importlib
 import json
+import urllib.parse
 import warnings
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import replace
@@ -40,6 +42,7 @@ from airflow_provider_qconn.hooks.msgraph.errors import (
     unreadable,
 )
 from airflow_provider_qconn.hooks.msgraph.events import (
+    CalendarEntry,
     EventDetails,
     Meeting,
     event_model,
@@ -65,7 +68,11 @@ _SDK_MODULES = (
     "msgraph.generated.users.item.events.events_request_builder",
     "msgraph.generated.users.item.events.item.event_item_request_builder",
     "msgraph.generated.users.item.events.item.cancel.cancel_request_builder",
+    "msgraph.generated.users.item.calendar_view.calendar_view_request_builder",
 )
+#: Events asked for per page of a calendar view (``Prefer: odata.maxpagesize``), and the most pages followed.
+PAGE_SIZE = 100
+MAX_PAGES = 200
 
 
 @functools.cache
@@ -76,6 +83,11 @@ def _load_sdk() -> None:
         warnings.simplefilter("ignore", DeprecationWarning)
         for module in _SDK_MODULES:
             importlib.import_module(module)
+
+
+def _graph_instant(moment: dt.datetime) -> str:
+    """An aware datetime as calendarView's window takes it: UTC with a ``Z`` (no ``+`` to escape in a query)."""
+    return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # --- the hook ------------------------------------------------------------------------------------------------------
@@ -297,6 +309,67 @@ class MSGraphHook(BaseHook):
         """
         return self._run(self._cancelled(meeting_id))
 
+    def list_events(self, start: dt.datetime, end: dt.datetime, page_size: int = PAGE_SIZE) -> list[CalendarEntry]:
+        """``GET .../calendarView``: the events that overlap ``[start, end)``, recurring ones expanded into their
+        occurrences, every page followed (``@odata.nextLink``).
+
+        :param start: the window's start (an aware datetime).
+        :param end: the window's end (an aware datetime).
+        :param page_size: the events asked for per page (``Prefer: odata.maxpagesize``).
+
+        Times come back in UTC (``Prefer: outlook.timezone="UTC"``): an instant, where local times would be
+        ambiguous in the hour a daylight-saving change repeats. Only the properties :class:`CalendarEntry` reads
+        are asked for (``$select``), with immutable ids. Cancelled occurrences are listed as Graph lists them.
+        """
+        _load_sdk()
+        from msgraph.generated.users.item.calendar_view.calendar_view_request_builder import (
+            CalendarViewRequestBuilder,
+        )
+
+        builder = self._mailbox().calendar_view
+        query = CalendarViewRequestBuilder.CalendarViewRequestBuilderGetQueryParameters(
+            start_date_time=_graph_instant(start),
+            end_date_time=_graph_instant(end),
+            select=list(CalendarEntry.GRAPH_PROPERTIES),
+        )
+        self.log.info("Listing the events of %s from %s to %s", self.settings.mailbox, start, end)
+        events = self._run(self._pages(builder, query, page_size))
+        return [CalendarEntry.from_graph(event) for event in events]
+
+    async def _pages(self, builder: Any, query: Any, page_size: int) -> list[dict[str, Any]]:
+        """Every item of a collection, page after page; each page under the retry policy."""
+        preferences = ('outlook.timezone="UTC"', f"odata.maxpagesize={page_size}")
+        configuration = self._configuration(query, preferences)
+        request = builder.to_get_request_information(configuration)
+        items: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        for _ in range(MAX_PAGES):
+            page = await self._send(request) or {}
+            items += page.get("value") or []
+            link = page.get("@odata.nextLink")
+            if not link:
+                return items
+            if link in seen or not self._own_link(link):
+                raise NonRetryableApiError(
+                    GRAPH,
+                    None,
+                    "invalid_next_link",
+                    f"Graph's next page link {link!r} repeats or leaves {self.settings.base_url}",
+                )
+            seen.add(link)
+            request = builder.with_url(link).to_get_request_information(self._configuration(None, preferences))
+        raise NonRetryableApiError(
+            GRAPH,
+            None,
+            "too_many_pages",
+            f"more than {MAX_PAGES} pages of {page_size} events: narrow the window ({len(items)} events read)",
+        )
+
+    def _own_link(self, link: str) -> bool:
+        """Whether a link Graph returned points at the configured Graph (the token is sent nowhere else)."""
+        ours, theirs = urllib.parse.urlsplit(self.settings.base_url), urllib.parse.urlsplit(link)
+        return (theirs.scheme, theirs.netloc) == (ours.scheme, ours.netloc)
+
     def test_connection(self) -> tuple[bool, str]:
         """Read one event id from the mailbox: proves the credentials, the permission and the mailbox."""
         try:
@@ -317,16 +390,20 @@ class MSGraphHook(BaseHook):
 
     def _events(self) -> Any:
         """The ``events`` request builder of the mailbox: ``/me`` or ``/users/{user_id}``."""
-        user_id = self.settings.user_id
-        owner = self.client.me if user_id is None else self.client.users.by_user_id(user_id)
-        return owner.events
+        return self._mailbox().events
 
-    def _configuration(self, query_parameters: Any = None) -> Any:
-        """A request configuration asking for immutable ids, which survive the event being moved."""
+    def _mailbox(self) -> Any:
+        """The request builder of the mailbox: ``/me`` or ``/users/{user_id}``."""
+        user_id = self.settings.user_id
+        return self.client.me if user_id is None else self.client.users.by_user_id(user_id)
+
+    def _configuration(self, query_parameters: Any = None, preferences: tuple[str, ...] = ()) -> Any:
+        """A request configuration asking for immutable ids, which survive the event being moved, and for any
+        other ``Prefer`` values given."""
         from kiota_abstractions.base_request_configuration import RequestConfiguration
 
         configuration = RequestConfiguration(query_parameters=query_parameters)
-        configuration.headers.add("Prefer", _PREFER_IMMUTABLE_IDS)
+        configuration.headers.add("Prefer", [_PREFER_IMMUTABLE_IDS, *preferences])
         return configuration
 
     async def _get(self, meeting_id: str, select: tuple[str, ...] = ()) -> dict[str, Any]:

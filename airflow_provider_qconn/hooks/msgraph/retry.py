@@ -22,7 +22,7 @@ import datetime as dt
 import email.utils
 import random
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import httpx
@@ -125,5 +125,5 @@ def attempts(sleep: Callable[[float], Awaitable[None]] | None = None) -> AsyncRe
     them is re-raised."""
     from tenacity import AsyncRetrying, stop_after_attempt
 
-    options = {"sleep": sleep} if sleep is not None else {}
+    options: dict[str, Any] = {"sleep": sleep} if sleep is not None else {}
     return AsyncRetrying(retry=_honourable, wait=_wait, stop=stop_after_attempt(ATTEMPTS), reraise=True, **options)

@@ -3,7 +3,7 @@
 Microsoft rotates a refresh token on each use and does not revoke the one that was used ("Refresh tokens replace
 themselves with a fresh token upon every use. The Microsoft identity platform doesn't revoke old refresh tokens
 when used to fetch new access tokens", https://learn.microsoft.com/entra/identity-platform/refresh-tokens). A
-token lives 90 days from its issue, so a deployment that keeps the newest one never has to sign in again, while
+token lives 90 days after it was issued, so a deployment that keeps the newest one never has to sign in again, while
 one that always starts from the token in its connection fails with AADSTS700082 once that token is 90 days old.
 
 The connection itself may be an environment variable or live in a secrets backend, both read-only to a task, so

@@ -1,0 +1,244 @@
+"""Print the benchmarks' results (bench/results/*.json) as one markdown table, and write it to summary.md.
+
+Each figure stands next to what it is measured against (the server's limit, the plain asyncio client, the
+one-at-a-time loop, or the same figure before this branch: the ``*_before.json`` files that
+``make bench-baseline`` writes from an earlier commit), with the ratio.
+
+    .venv/bin/python bench/report.py
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def load(name: str) -> dict[str, Any]:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def seconds(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f} s" if value < 1 else f"{value:.2f} s"
+
+
+def ratio(value: float | None, baseline: float | None) -> str:
+    return "n/a" if not value or not baseline else f"{value / baseline:.2f}x"
+
+
+def rows() -> list[tuple[str, str, str, str]]:
+    send, before = load("whatsapp_send"), load("whatsapp_send_before")
+    table: list[tuple[str, str, str, str]] = []
+    capacity = send.get("sandbox_capacity") or {}
+    workload = send.get("workload") or {}
+    latency, cap = workload.get("latency_s", 0.1), workload.get("twilio_concurrency_cap", 50)
+    if capacity:
+        table.append(
+            ("Sandbox capacity, no latency, 50 clients", f"{capacity['no_latency_50_clients_per_s']:.0f} req/s", "", "")
+        )
+        for clients in (cap, 4 * cap):
+            ideal = clients / latency
+            table.append(
+                (
+                    f"Sandbox at {latency * 1000:.0f} ms, {clients} clients",
+                    f"{capacity[f'latency_{clients}_clients_per_s']:.0f} req/s",
+                    f"ideal {ideal:.0f} req/s",
+                    f"{capacity[f'latency_{clients}_clients_of_ideal']:.2f}x",
+                )
+            )
+    main = send.get("send") or {}
+    if main:
+        count = main["recipients"]
+        label = f"Send {count:,} (cap {cap}, {latency * 1000:.0f} ms)"
+        table.append(
+            (
+                f"{label}: TwilioHook",
+                seconds(main["hook_s"]),
+                f"plain asyncio client {seconds(main['plain_client_s'])}",
+                f"{main['hook_of_plain']:.2f}x",
+            )
+        )
+        table.append(
+            (
+                f"{label}: TwilioHook",
+                seconds(main["hook_s"]),
+                f"limit {seconds(main['limit_s'])}",
+                f"{main['hook_of_limit']:.2f}x",
+            )
+        )
+        table.append(
+            (
+                f"{label}: plain asyncio client",
+                seconds(main["plain_client_s"]),
+                f"limit {seconds(main['limit_s'])}",
+                f"{main['plain_of_limit']:.2f}x",
+            )
+        )
+        table.append(
+            (
+                f"{label}: one-at-a-time loop ({main['loop_measured_recipients']} measured, scaled)",
+                seconds(main["loop_scaled_s"]),
+                f"TwilioHook {seconds(main['hook_s'])}",
+                f"hook {main['hook_speedup_over_loop']:.1f}x faster",
+            )
+        )
+        old = before.get("send") or {}
+        if old:
+            table.append(
+                (
+                    f"{label}: TwilioHook / plain client, before this branch (its own run)",
+                    f"{old['hook_of_plain']:.2f}x",
+                    f"now {main['hook_of_plain']:.2f}x",
+                    f"CPU {old['hook_cpu_s'] / old['plain_client_cpu_s']:.2f}x before, "
+                    f"{main['hook_cpu_s'] / main['plain_client_cpu_s']:.2f}x now",
+                )
+            )
+        duplicates = sum(check["hook"]["duplicates"] + check["hook"]["missing"] for check in main["exactly_once"])
+        table.append((f"{label}: duplicates + missing recipients (sandbox)", str(duplicates), "0", ""))
+        status = main.get("status") or {}
+        table.append(
+            (
+                f"Statuses of {count:,}: TwilioHook (list, then fetch)",
+                seconds(status.get("hook_s")),
+                f"requests: {status.get('hook_requests')}",
+                "",
+            )
+        )
+        table.append(
+            (
+                f"Statuses of {count:,}: TwilioHook fetching each",
+                seconds(status.get("hook_fetch_each_s")),
+                f"plain client {seconds(status.get('plain_fetch_each_s'))}",
+                ratio(status.get("hook_fetch_each_s"), status.get("plain_fetch_each_s")),
+            )
+        )
+    slow = send.get("send_slow_server") or {}
+    if slow:
+        label = f"Send {slow['recipients']:,} (cap {cap}, {slow['latency_s'] * 1000:.0f} ms: the sandbox keeps up)"
+        table.append(
+            (
+                f"{label}: TwilioHook",
+                seconds(slow["hook_s"]),
+                f"plain asyncio client {seconds(slow['plain_client_s'])}",
+                f"{slow['hook_of_plain']:.2f}x",
+            )
+        )
+        table.append(
+            (
+                f"{label}: TwilioHook",
+                seconds(slow["hook_s"]),
+                f"limit {seconds(slow['limit_s'])}",
+                f"{slow['hook_of_limit']:.2f}x",
+            )
+        )
+        old = before.get("send_slow_server") or {}
+        if old:
+            table.append(
+                (
+                    f"{label}: TwilioHook / plain client, before this branch (its own run)",
+                    f"{old['hook_of_plain']:.2f}x",
+                    f"now {slow['hook_of_plain']:.2f}x",
+                    "",
+                )
+            )
+    old_scale = {point["recipients"]: point for point in before.get("scale", []) if "send_s" in point}
+    for point in send.get("scale", []):
+        n = point["recipients"]
+        label = f"Scale {n:,}: send"
+        detail = (
+            f"{point['send_requests']:,} requests, {point['ledger_writes']} ledger writes "
+            f"({point['ledger_bytes_written'] / n:.0f} B/recipient), peak RSS {point['peak_rss_mb']:.0f} MB"
+        )
+        table.append(
+            (label, seconds(point["send_s"]), f"limit {seconds(point['limit_s'])}", f"{point['send_of_limit']:.2f}x")
+        )
+        if point.get("plain_send_s"):
+            plain = f"plain client {seconds(point['plain_send_s'])}"
+            table.append((label, seconds(point["send_s"]), plain, f"{point['send_of_plain']:.2f}x"))
+        cpu = point["send_cpu_s"], point.get("plain_send_cpu_s")
+        if cpu[1]:
+            table.append((f"Scale {n:,}: send CPU", seconds(cpu[0]), f"plain client {seconds(cpu[1])}", ratio(*cpu)))
+        table.append(
+            (
+                f"Scale {n:,}: send detail",
+                detail,
+                f"duplicates {point['send_duplicates']}, missing {point['send_missing']}",
+                "",
+            )
+        )
+        if n in old_scale:
+            old = old_scale[n]
+            against = "plain" if old.get("send_of_plain") and point.get("send_of_plain") else "limit"
+            table.append(
+                (
+                    f"Scale {n:,}: send / {against}, before this branch (its own run)",
+                    f"{old[f'send_of_{against}']:.2f}x",
+                    f"now {point[f'send_of_{against}']:.2f}x",
+                    f"ledger writes {old['ledger_writes']} before, {point['ledger_writes']} now",
+                )
+            )
+        table.append(
+            (f"Scale {n:,}: statuses", seconds(point["status_s"]), f"requests: {point['status_requests']}", "")
+        )
+    parse, parse_before = load("dag_parse"), load("dag_parse_before")
+    if parse:
+        median = parse["import_s"]["median"]
+        old = (parse_before.get("import_s") or {}).get("median")
+        table.append(
+            (
+                "DAG parse: every operator/sensor/notifier module after `import airflow.sdk` (median)",
+                seconds(median),
+                f"before {seconds(old)}" if old else "target 0.015 s",
+                ratio(old, median) + " slower before" if old else ratio(median, 0.015) + " of target",
+            )
+        )
+        table.append(
+            (
+                "DAG parse: SDK modules loaded",
+                str(len(parse["sdk_modules_loaded"])),
+                "msgraph, azure, msal, kiota, twilio, aiohttp",
+                "",
+            )
+        )
+    outlook = (load("outlook_overhead").get("fresh_process_beyond_airflow_sdk")) or {}
+    for name, figures in outlook.items():
+        if name.startswith("schedule"):
+            total = figures["schedule_total_s"]["median"]
+            client, first = figures["client_build_s"]["median"], figures["first_call_s"]["median"]
+            table.append(
+                (
+                    f"Outlook {name}: beyond `import airflow.sdk`",
+                    seconds(total),
+                    f"target 0.4 s (client {seconds(client)}, first call {seconds(first)})",
+                    ratio(total, 0.4) + " of target",
+                )
+            )
+    return table
+
+
+def markdown() -> str:
+    send = load("whatsapp_send")
+    machine = send.get("machine") or load("dag_parse").get("machine") or {}
+    lines = [
+        f"Machine: {machine.get('cpus')} CPUs ({machine.get('cpu')}), Python {machine.get('python')}, "
+        f"{machine.get('system')}, load average {machine.get('load_average_1m')} when the run began "
+        "(shared with other work: ratios within one run are what matter).",
+        "",
+        "| measure | figure | against | ratio |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows()]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    text = markdown()
+    (RESULTS / "summary.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
