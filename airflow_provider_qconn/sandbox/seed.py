@@ -61,16 +61,15 @@ class Certificate:
         return self.key_pem + self.cert_pem
 
 
-@lru_cache(maxsize=1)
-def app_certificate() -> Certificate:
-    """A self-signed RSA certificate for the seeded app (made once per process)."""
+def self_signed_certificate(common_name: str, days: int, password: str | None = None) -> Certificate:
+    """A self-signed RSA certificate valid for ``days``, its private key encrypted with ``password`` if given."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
     from cryptography.x509.oid import NameOID
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "qconn-sandbox-app")])
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = dt.datetime.now(dt.timezone.utc)
     cert = (
         x509.CertificateBuilder()
@@ -79,15 +78,20 @@ def app_certificate() -> Certificate:
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=3650))
+        .not_valid_after(now + dt.timedelta(days=days))
         .sign(key, hashes.SHA256())
     )
+    encryption = serialization.BestAvailableEncryption(password.encode()) if password else serialization.NoEncryption()
     return Certificate(
         cert_pem=cert.public_bytes(serialization.Encoding.PEM).decode(),
-        key_pem=key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        ).decode(),
+        key_pem=key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption).decode(),
     )
+
+
+@lru_cache(maxsize=1)
+def app_certificate() -> Certificate:
+    """A self-signed RSA certificate for the seeded app (made once per process)."""
+    return self_signed_certificate("qconn-sandbox-app", days=3650)
 
 
 @dataclass

@@ -9,10 +9,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from airflow.models.xcom import XComModel
-from airflow.utils.session import create_session
-
 from airflow_provider_qconn.sandbox import connections, seed
+from tests.dags.support import xcom
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "example_dags" / "interview_scheduling.py"
 ANA, BRUNO, ON_CALL = "+59899123456", "+34612345678", "+59899765432"
@@ -25,16 +23,6 @@ def load() -> Any:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def xcom(run, task_id: str, key: str = "return_value", map_index: int = -1):
-    with create_session() as session:
-        row = (
-            session.query(XComModel)
-            .filter_by(dag_id=run.dag_id, run_id=run.run_id, task_id=task_id, key=key, map_index=map_index)
-            .one()
-        )
-        return XComModel.deserialize_value(row)
 
 
 def states(run) -> dict[tuple[str, int], str]:

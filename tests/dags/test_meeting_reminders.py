@@ -19,12 +19,11 @@ from typing import Any
 import pendulum
 import pytest
 from airflow.models import Variable
-from airflow.models.xcom import XComModel
-from airflow.utils.session import create_session
 
 from airflow_provider_qconn.hooks.msgraph import EventDetails, MSGraphHook
 from airflow_provider_qconn.sandbox import seed
 from airflow_provider_qconn.sandbox.server import Sandbox
+from tests.dags.support import xcom
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "example_dags" / "meeting_reminders.py"
 UTC = dt.timezone.utc
@@ -96,12 +95,6 @@ def sent(sandbox: Sandbox) -> Counter:
         (m["to"].removeprefix("whatsapp:"), *(json.loads(m["content_variables"])[k] for k in ("2", "3")))
         for m in sandbox.control.messages()
     )
-
-
-def xcom(dag_run: Any, task_id: str, key: str) -> Any:
-    with create_session() as session:
-        row = session.query(XComModel).filter_by(run_id=dag_run.run_id, task_id=task_id, key=key, map_index=-1).one()
-        return XComModel.deserialize_value(row)
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import datetime as dt
 import json
 import re
 import traceback
@@ -104,30 +103,8 @@ CONN_ATTRIBUTES = {"msgraph_conn_id": "graph", "twilio_conn_id": "twilio"}
 @pytest.fixture(scope="module")
 def certificate() -> tuple[str, str]:
     """A self-signed certificate and its private key encrypted with CERTIFICATE_PASSWORD (PEMs)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-    from cryptography.x509.oid import NameOID
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "qconn-secret-hygiene")])
-    now = dt.datetime.now(dt.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=30))
-        .sign(key, hashes.SHA256())
-    )
-    encrypted_key = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.BestAvailableEncryption(CERTIFICATE_PASSWORD.encode()),
-    )
-    return cert.public_bytes(serialization.Encoding.PEM).decode(), encrypted_key.decode()
+    made = seed.self_signed_certificate("qconn-secret-hygiene", days=30, password=CERTIFICATE_PASSWORD)
+    return made.cert_pem, made.key_pem
 
 
 @dataclass

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 from airflow.models import Variable
-from airflow.models.xcom import XComModel
 from airflow.utils.session import create_session
 
 from airflow_provider_qconn.ledger import LedgerKey
 from airflow_provider_qconn.task_instance import TaskInstanceIdentity
+from tests.dags.support import xcom
 
 BUNDLE = Path(__file__).resolve().parent / "bundle"
 
@@ -35,16 +35,6 @@ def ledger_records(run, task_id: str = "send") -> dict[str, dict]:
     with create_session() as session:
         rows = session.query(Variable).filter(Variable.key.startswith(family)).all()
         return {row.key: json.loads(row.val) for row in rows}
-
-
-def xcom(run, task_id: str, key: str, map_index: int = -1):
-    with create_session() as session:
-        row = (
-            session.query(XComModel)
-            .filter_by(dag_id=run.dag_id, run_id=run.run_id, task_id=task_id, key=key, map_index=map_index)
-            .one()
-        )
-        return XComModel.deserialize_value(row)
 
 
 def sent_per_number(sandbox) -> Counter:

@@ -6,8 +6,7 @@ import importlib.util
 from collections import Counter
 from pathlib import Path
 
-from airflow.models.xcom import XComModel
-from airflow.utils.session import create_session
+from tests.dags.support import xcom
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "example_dags" / "whatsapp_template_notify.py"
 
@@ -17,12 +16,6 @@ def load_dag():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.whatsapp_template_notify()
-
-
-def xcom(run, task_id: str, key: str = "return_value"):
-    with create_session() as session:
-        row = session.query(XComModel).filter_by(dag_id=run.dag_id, run_id=run.run_id, task_id=task_id, key=key).one()
-        return XComModel.deserialize_value(row)
 
 
 def test_reminder_goes_to_the_valid_numbers_and_the_typo_is_followed_up(sandbox_env):

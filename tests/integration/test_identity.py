@@ -124,32 +124,10 @@ async def test_async_certificate_credential_gets_a_token(sandbox: Sandbox, ca: s
 
 
 def test_a_certificate_the_app_does_not_know_is_refused(sandbox: Sandbox, ca: str, tmp_path: Any) -> None:
-    import datetime as dt
-
     from azure.identity import CertificateCredential
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-    from cryptography.x509.oid import NameOID
 
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "stranger")])
-    now = dt.datetime.now(dt.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
     path = tmp_path / "stranger.pem"
-    path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-        + cert.public_bytes(serialization.Encoding.PEM)
-    )
+    path.write_text(seed.self_signed_certificate("stranger", days=1).combined_pem)
     credential = CertificateCredential(seed.TENANT_ID, seed.CLIENT_ID, str(path), **_credential_kwargs(sandbox, ca))
     with pytest.raises(ClientAuthenticationError, match="AADSTS700027"):
         credential.get_token(*GRAPH_APP_SCOPES)
