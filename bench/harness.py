@@ -55,6 +55,12 @@ class SandboxProcess:
         self.control = SandboxControl(self.url, verify=self.ca)
         return self
 
+    def cpu_seconds(self) -> float:
+        """CPU time the sandbox's process has used so far (Linux: from /proc)."""
+        assert self._process is not None
+        fields = Path(f"/proc/{self._process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def environment(self) -> dict[str, str]:
         from airflow_provider_qconn.sandbox import environment
 

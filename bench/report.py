@@ -29,6 +29,11 @@ def ratio(value: float | None, baseline: float | None) -> str:
     return "n/a" if not value or not baseline else f"{value / baseline:.2f}x"
 
 
+def busy(share: float | None) -> str:
+    """How much of one CPU the sandbox's process used while it was measured."""
+    return "" if share is None else f"sandbox process busy {share:.0%} of a CPU"
+
+
 def rows() -> list[tuple[str, str, str, str]]:
     send, before = load("whatsapp_send"), load("whatsapp_send_before")
     table: list[tuple[str, str, str, str]] = []
@@ -37,7 +42,12 @@ def rows() -> list[tuple[str, str, str, str]]:
     latency, cap = workload.get("latency_s", 0.1), workload.get("twilio_concurrency_cap", 50)
     if capacity:
         table.append(
-            ("Sandbox capacity, no latency, 50 clients", f"{capacity['no_latency_50_clients_per_s']:.0f} req/s", "", "")
+            (
+                "Sandbox capacity, no latency, 50 clients",
+                f"{capacity['no_latency_50_clients_per_s']:.0f} req/s",
+                busy(capacity.get("no_latency_50_clients_sandbox_busy")),
+                "",
+            )
         )
         for clients in (cap, 4 * cap):
             ideal = clients / latency
@@ -45,7 +55,7 @@ def rows() -> list[tuple[str, str, str, str]]:
                 (
                     f"Sandbox at {latency * 1000:.0f} ms, {clients} clients",
                     f"{capacity[f'latency_{clients}_clients_per_s']:.0f} req/s",
-                    f"ideal {ideal:.0f} req/s",
+                    f"ideal {ideal:.0f} req/s; {busy(capacity.get(f'latency_{clients}_clients_sandbox_busy'))}",
                     f"{capacity[f'latency_{clients}_clients_of_ideal']:.2f}x",
                 )
             )

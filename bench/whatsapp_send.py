@@ -200,7 +200,9 @@ async def _load(url: str, ca: str, clients: int, total: int) -> float:
                     await response.read()
                     statuses[response.status] += 1
 
-        await asyncio.gather(*(client() for _ in range(min(clients, 5))))  # warm the connections up
+        counter = iter(range(clients))
+        await asyncio.gather(*(client() for _ in range(clients)))  # one request a connection, uncounted
+        statuses.clear()
         started = time.perf_counter()
         counter = iter(range(total))
         await asyncio.gather(*(client() for _ in range(clients)))
@@ -210,14 +212,22 @@ async def _load(url: str, ca: str, clients: int, total: int) -> float:
 
 
 def capacity(sandbox: SandboxProcess, latency: float, cap: int) -> dict[str, Any]:
+    """Requests/s the sandbox answers, and how busy its process was meanwhile (CPU seconds per second)."""
     figures: dict[str, Any] = {}
-    sandbox.reset(twilio_max_concurrency=100_000)
-    figures["no_latency_50_clients_per_s"] = round(asyncio.run(_load(sandbox.url, sandbox.ca, 50, 3000)), 1)
-    for clients in (cap, 4 * cap):
-        sandbox.reset(twilio_max_concurrency=100_000, latency={"twilio": latency})
-        rate = asyncio.run(_load(sandbox.url, sandbox.ca, clients, max(1000, 10 * clients)))
-        figures[f"latency_{clients}_clients_per_s"] = round(rate, 1)
-        figures[f"latency_{clients}_clients_of_ideal"] = round(rate / (clients / latency), 3)
+    for clients, delay, total in (
+        (50, 0.0, 3000),
+        (cap, latency, max(1000, 10 * cap)),
+        (4 * cap, latency, 8 * cap * 5),
+    ):
+        sandbox.reset(twilio_max_concurrency=100_000, latency={"twilio": delay})
+        cpu, started = sandbox.cpu_seconds(), time.perf_counter()
+        rate = asyncio.run(_load(sandbox.url, sandbox.ca, clients, total))
+        busy = (sandbox.cpu_seconds() - cpu) / (time.perf_counter() - started)
+        name = f"latency_{clients}_clients" if delay else f"no_latency_{clients}_clients"
+        figures[f"{name}_per_s"] = round(rate, 1)
+        figures[f"{name}_sandbox_busy"] = round(busy, 2)
+        if delay:
+            figures[f"{name}_of_ideal"] = round(rate / (clients / delay), 3)
     return figures
 
 

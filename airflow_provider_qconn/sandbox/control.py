@@ -95,6 +95,8 @@ def redact_form(body: str) -> str:
     """A form body with its secret fields replaced."""
     import urllib.parse
 
+    if not any(f"{field}=" in body for field in _SECRET_FIELDS):
+        return body  # the common case (a Twilio create): nothing to parse
     pairs = urllib.parse.parse_qsl(body, keep_blank_values=True)
     return urllib.parse.urlencode([(k, _REDACTED if k in _SECRET_FIELDS else v) for k, v in pairs])
 
@@ -248,6 +250,8 @@ class SandboxMiddleware:
         )
 
     def _match_fault(self, service: str, method: str, path: str) -> dict[str, Any] | None:
+        if not self.state.execute("SELECT 1 FROM faults LIMIT 1"):
+            return None  # no rules: no transaction to open
         with self.state.transaction() as db:
             for row_id, doc in db.execute("SELECT id, doc FROM faults ORDER BY id").fetchall():
                 rule = json.loads(doc)
@@ -300,13 +304,17 @@ class SandboxMiddleware:
         response_headers = {k.decode().lower(): v.decode(errors="replace") for k, v in captured["headers"]}
         response_text = bytes(captured["body"]).decode(errors="replace")
         response_json = None
+        #: Decoded when the journal is read (``State.iter_journal``), not on every request: the identity
+        #: platform's answers are decoded now, to redact their tokens before they are stored.
+        response_json_text = None
         if "json" in response_headers.get("content-type", "") and response_text:
-            try:
-                response_json = (
-                    _redact_json(json.loads(response_text)) if service == "identity" else json.loads(response_text)
-                )
-            except ValueError:
-                response_json = None
+            if service == "identity":
+                try:
+                    response_json = _redact_json(json.loads(response_text))
+                except ValueError:
+                    response_json = None
+            else:
+                response_json_text = response_text
         entry = {
             "time": self.state.now(),
             "service": service,
@@ -319,6 +327,7 @@ class SandboxMiddleware:
             "status": captured["status"],
             "response_headers": response_headers,
             "response_json": response_json,
+            "response_json_text": response_json_text,
             "duration_ms": round((time.monotonic() - started) * 1000, 3),
             "fault": rule["id"] if rule else None,
         }

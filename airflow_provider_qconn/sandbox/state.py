@@ -137,6 +137,12 @@ class State:
         for row_id, doc in self.execute("SELECT id, doc FROM journal WHERE id > ? ORDER BY id", (since,)):
             entry = json.loads(doc)
             entry["id"] = row_id
+            text = entry.pop("response_json_text", None)
+            if text is not None:
+                try:
+                    entry["response_json"] = json.loads(text)
+                except ValueError:
+                    entry["response_json"] = None
             yield entry
 
 

@@ -31,7 +31,6 @@ import base64
 import binascii
 import json
 import re
-import time
 import urllib.parse
 from typing import Any
 
@@ -154,13 +153,12 @@ def _delays(state: State) -> dict[str, float]:
     return delays
 
 
-def _timeline(state: State, message: dict[str, Any]) -> list[tuple[float, str]]:
-    """The (time, status) steps of a message, from its creation to its final status.
+def _timeline(delays: dict[str, float], message: dict[str, Any]) -> list[tuple[float, str]]:
+    """The (time, status) steps of a message, from its creation to its final status, at these ``_delays``.
 
     Twilio's path: accepted (Messaging Service) -> queued -> sending -> sent -> delivered -> read, or
     undelivered after sent. ``failed`` means the message could not be sent: it comes instead of ``sent``.
     """
-    delays = _delays(state)
     created = message["_created"]
     steps = [(created, message["_initial_status"])]
     fate = message.get("_fate") or {}
@@ -182,17 +180,17 @@ def _timeline(state: State, message: dict[str, Any]) -> list[tuple[float, str]]:
     return steps
 
 
-def _sent_at(state: State, message: dict[str, Any], now: float) -> float | None:
-    """When the message reached ``sent`` (its ``date_sent``), or None while it has not."""
-    return next((when for when, step in _timeline(state, message) if step == "sent" and when <= now), None)
+def render_message(
+    state: State, message: dict[str, Any], now: float | None = None, delays: dict[str, float] | None = None
+) -> dict[str, Any]:
+    """A message resource as Twilio returns it at the sandbox clock's current time.
 
-
-def render_message(state: State, message: dict[str, Any], now: float | None = None) -> dict[str, Any]:
-    """A message resource as Twilio returns it at the sandbox clock's current time."""
+    ``now`` and ``delays`` (the ``_delays`` of the settings) may be given when many messages are rendered.
+    """
     now = state.now() if now is None else now
-    reached = [(when, status) for when, status in _timeline(state, message) if when <= now]
+    reached = [(when, status) for when, status in _timeline(delays or _delays(state), message) if when <= now]
     updated, status = reached[-1]
-    sent_at = _sent_at(state, message, now)
+    sent_at = next((when for when, step in reached if step == "sent"), None)
     fate = message.get("_fate") or {}
     failed = status in ("failed", "undelivered")
     public = {key: value for key, value in message.items() if not key.startswith("_")}
@@ -237,8 +235,12 @@ def _render_template(template: dict[str, Any], variables: dict[str, str]) -> str
 
 @twilio_route
 async def create_message(request: Request, state: State, account: dict[str, Any]) -> Response:
-    form = await request.form()
-    fields = {key: str(value) for key, value in form.multi_items()}
+    if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        # What Twilio's clients send; parsed directly, cheaper than Starlette's general form parser.
+        fields = dict(urllib.parse.parse_qsl((await request.body()).decode(), keep_blank_values=True))
+    else:
+        form = await request.form()
+        fields = {key: str(value) for key, value in form.multi_items()}
     to = fields.get("To", "")
     if not to:
         raise TwilioError(400, 21604, "A 'To' phone number is required.")
@@ -372,67 +374,65 @@ def _paging(params: Any) -> tuple[int, int, str | None]:
     return page_size, page, match.group(1)
 
 
-def _listing_order(state: State, messages: list[dict[str, Any]], now: float) -> list[dict[str, Any]]:
-    """Messages in the order Twilio lists them.
-
-    Twilio documents its message list as sorted by DateSent, most recent first; a message not sent yet has no
-    DateSent, and where such messages go is not documented. The ``twilio_unsent_placement`` setting puts them
-    ``"first"`` or ``"last"`` (newest created first among themselves), so clients can be tried against both.
-    """
-    sent: list[tuple[float, int, dict[str, Any]]] = []
-    unsent: list[tuple[float, int, dict[str, Any]]] = []
-    for message in messages:
-        sent_at = _sent_at(state, message, now)
-        if sent_at is None:
-            unsent.append((message["_created"], message["_seq"], message))
-        else:
-            sent.append((sent_at, message["_seq"], message))
-    newest_first = [m for *_, m in sorted(sent, key=lambda item: item[:2], reverse=True)]
-    unsent_first = [m for *_, m in sorted(unsent, key=lambda item: item[:2], reverse=True)]
-    placement = state.get_setting("twilio_unsent_placement", "first")
-    return unsent_first + newest_first if placement == "first" else newest_first + unsent_first
+#: Whether a stored message ever reaches ``sent`` (what ``_timeline`` says, in SQL): not when its create was
+#: deferred to a failure, nor when its number's fate is ``failed``.
+_REACHES_SENT = (
+    "(COALESCE(json_extract(doc, '$._fate.deferred'), 0) = 0"
+    " AND COALESCE(json_extract(doc, '$._fate.final_status'), 'read') != 'failed')"
+)
 
 
 @twilio_route
 async def list_messages(request: Request, state: State, account: dict[str, Any]) -> Response:
+    """A page of the account's messages, in Twilio's order, filtered and ordered in SQL.
+
+    Twilio documents its message list as sorted by DateSent, most recent first; a message not sent yet has no
+    DateSent, and where such messages go is not documented. The ``twilio_unsent_placement`` setting puts them
+    ``"first"`` or ``"last"`` (newest created first among themselves), so clients can be tried against both.
+    Only the page's messages are decoded and rendered, so reading a long listing page by page stays linear.
+    """
     params = request.query_params
     page_size, page, after_sid = _paging(params)
-    sql = "SELECT seq, doc FROM messages WHERE account_sid = ?"
-    args: list[Any] = [account["sid"]]
+    now = state.now()
+    delays = _delays(state)
+    where = ["account_sid = :account"]
+    args: dict[str, Any] = {"account": account["sid"], "sent_delay": delays["sent"], "now": now}
     for name, column in (("To", "to_addr"), ("From", "from_addr")):
         if params.get(name):
-            sql += f" AND {column} = ?"
-            args.append(params[name])
-    now = state.now()
-    stored = [{**json.loads(doc), "_seq": seq} for seq, doc in state.execute(sql, args)]
-    exact, before, after = params.get("DateSent"), params.get("DateSent<"), params.get("DateSent>")
-    if exact or before or after:
-        # The contract's filters compare dates (YYYY-MM-DD, GMT); a message without a DateSent never matches.
-        def sent_day(message: dict[str, Any]) -> str | None:
-            sent_at = _sent_at(state, message, now)
-            return None if sent_at is None else time.strftime("%Y-%m-%d", time.gmtime(sent_at))
-
-        kept = []
-        for message in stored:
-            day = sent_day(message)
-            if day is None:
-                continue
-            if exact and day != _date_filter(exact):
-                continue
-            if before and day > _date_filter(before):
-                continue
-            if after and day < _date_filter(after):
-                continue
-            kept.append(message)
-        stored = kept
-    ordered = _listing_order(state, stored, now)
+            where.append(f"{column} = :{column}")
+            args[column] = params[name]
+    # The contract's DateSent filters compare dates (YYYY-MM-DD, GMT); a message without one never matches.
+    day_filters = []
+    for name, operator in (("DateSent", "="), ("DateSent<", "<="), ("DateSent>", ">=")):
+        if params.get(name):
+            key = f"day_{len(day_filters)}"
+            day_filters.append(f"sent_day {operator} :{key}")
+            args[key] = _date_filter(params[name])
+    unsent_first = state.get_setting("twilio_unsent_placement", "first") == "first"
+    listed = f"""
+        WITH listed AS (
+            SELECT sid, seq, created_at, ({_REACHES_SENT} AND created_at + :sent_delay <= :now) AS is_sent
+            FROM messages WHERE {" AND ".join(where)}
+        )
+        SELECT sid FROM (
+            SELECT *, CASE WHEN is_sent THEN strftime('%Y-%m-%d', created_at + :sent_delay, 'unixepoch') END
+                AS sent_day
+            FROM listed
+        ) {"WHERE is_sent AND " + " AND ".join(day_filters) if day_filters else ""}
+        ORDER BY is_sent {"ASC" if unsent_first else "DESC"},
+            CASE WHEN is_sent THEN created_at + :sent_delay ELSE created_at END DESC, seq DESC
+    """
+    sids = [sid for (sid,) in state.execute(listed, args)]
     start = 0
     if after_sid is not None:
-        sids = [message["sid"] for message in ordered]
-        if after_sid not in sids:
-            raise TwilioError(400, 20001, "Invalid PageToken")
-        start = sids.index(after_sid) + 1
-    chunk = ordered[start : start + page_size]
+        try:
+            start = sids.index(after_sid) + 1
+        except ValueError:
+            raise TwilioError(400, 20001, "Invalid PageToken") from None
+    page_sids = sids[start : start + page_size]
+    marks = ", ".join("?" * len(page_sids))
+    docs = dict(state.execute(f"SELECT sid, doc FROM messages WHERE sid IN ({marks})", page_sids))
+    chunk = [json.loads(docs[sid]) for sid in page_sids]
     path = request.url.path
     base_query = {k: v for k, v in params.items() if k not in ("Page", "PageToken", "PageSize")}
 
@@ -440,12 +440,12 @@ async def list_messages(request: Request, state: State, account: dict[str, Any])
         query = {**base_query, "PageSize": str(page_size), "Page": str(number), **(extra or {})}
         return f"{path}?{urllib.parse.urlencode(query)}"
 
-    more = len(ordered) > start + page_size
+    more = len(sids) > start + page_size
     first_index = page * page_size  # Twilio's start/end count from the page number, not from the token
     body = {
         "end": first_index + len(chunk) - 1 if chunk else 0,
         "first_page_uri": page_uri(0),
-        "messages": [render_message(state, message, now) for message in chunk],
+        "messages": [render_message(state, message, now, delays) for message in chunk],
         "next_page_uri": page_uri(page + 1, {"PageToken": f"PA{chunk[-1]['sid']}"}) if more else None,
         "page": page,
         "page_size": page_size,
