@@ -48,6 +48,7 @@ format: $(STAMP)
 ## bench: the benchmarks (not part of the suite); results in bench/results/, one markdown table printed
 bench: $(STAMP)
 	$(BIN)/python bench/whatsapp_send.py
+	$(BIN)/python bench/mapped_send.py
 	$(BIN)/python bench/dag_parse.py
 	$(BIN)/python bench/outlook_overhead.py --runs 3
 	$(BIN)/python bench/report.py

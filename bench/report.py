@@ -55,7 +55,12 @@ def rows() -> list[tuple[str, str, str, str]]:
                 (
                     f"Sandbox at {latency * 1000:.0f} ms, {clients} clients",
                     f"{capacity[f'latency_{clients}_clients_per_s']:.0f} req/s",
-                    f"ideal {ideal:.0f} req/s; {busy(capacity.get(f'latency_{clients}_clients_sandbox_busy'))}",
+                    "; ".join(
+                        filter(
+                            None,
+                            (f"ideal {ideal:.0f} req/s", busy(capacity.get(f"latency_{clients}_clients_sandbox_busy"))),
+                        )
+                    ),
                     f"{capacity[f'latency_{clients}_clients_of_ideal']:.2f}x",
                 )
             )
@@ -192,6 +197,33 @@ def rows() -> list[tuple[str, str, str, str]]:
             )
         table.append(
             (f"Scale {n:,}: statuses", seconds(point["status_s"]), f"requests: {point['status_requests']}", "")
+        )
+        if n in old_scale and old_scale[n].get("status_s"):
+            old = old_scale[n]
+            table.append(
+                (
+                    f"Scale {n:,}: statuses, before this branch (its own run)",
+                    seconds(old["status_s"]),
+                    f"now {seconds(point['status_s'])}",
+                    f"{old['status_s'] / point['status_s']:.2f}x slower before",
+                )
+            )
+    mapped = load("mapped_send").get("mapped_send") or {}
+    if mapped:
+        label = (
+            f"Mapped send, example DAG with dag.test(): {mapped['customers']:,} customers in "
+            f"{mapped['mapped_instances']} chunks"
+        )
+        table.append(
+            (label, seconds(mapped["run_s"]), f"limit {seconds(mapped['limit_s'])}", f"{mapped['run_of_limit']:.2f}x")
+        )
+        table.append(
+            (
+                f"{label}: messaged once (sandbox journal)",
+                f"{mapped['customers_messaged_once']:,} of {mapped['customers']:,}",
+                f"duplicates {mapped['duplicates']}, missing {mapped['missing']}, 429s {mapped['throttled_429']}",
+                f"{mapped['instances_succeeded']} of {mapped['mapped_instances']} chunks succeeded",
+            )
         )
     parse, parse_before = load("dag_parse"), load("dag_parse_before")
     if parse:

@@ -276,6 +276,10 @@ class TwilioHook(BaseHook):
             ``Retry-After`` header that the SDK's own error drops."""
 
             async def request(self, *args: Any, **kwargs: Any) -> Any:
+                auth = kwargs.pop("auth", None)
+                if auth is not None:  # the same Basic credentials, as a header: aiohttp deprecates ``auth=``
+                    basic = aiohttp.BasicAuth(auth[0], auth[1]).encode()
+                    kwargs["headers"] = {**(kwargs.get("headers") or {}), "Authorization": basic}
                 response = await super().request(*args, **kwargs)
                 if response.status_code == 429:
                     raise throttled_error(response.text, response.headers.get("Retry-After"))

@@ -103,7 +103,46 @@ def recipient_chunks(
     return chunks
 
 
-class SendWhatsAppTemplateOperator(BaseOperator):
+def _renders_to_itself(value: str) -> bool:
+    """Whether Jinja would give ``value`` back unchanged: no markup (``{{``, ``{%``, ``{#``), and none of the
+    line endings it rewrites (a trailing newline is dropped, ``\r\n`` becomes ``\n``)."""
+    return "{" not in value and "\r" not in value and not value.endswith("\n")
+
+
+class _ListTemplatedOperator(BaseOperator):
+    """An operator whose templated fields may hold thousands of strings (numbers, names, SIDs).
+
+    Airflow compiles every string of a templated field as a Jinja template, lists mapped in with
+    ``expand_kwargs`` included: about a millisecond each, a second for a chunk of a thousand recipients. A
+    string Jinja would give back unchanged is returned as it is; everything else renders as Airflow renders it.
+    """
+
+    def render_template(
+        self,
+        content: Any,
+        context: Context,
+        jinja_env: Any = None,
+        seen_oids: set[int] | None = None,
+    ) -> Any:
+        if (
+            isinstance(content, str)
+            and _renders_to_itself(content)
+            and not content.endswith(tuple(self.template_ext))
+            and not self._renders_native()
+        ):
+            return content
+        return super().render_template(content, context, jinja_env, seen_oids)
+
+    def _renders_native(self) -> bool:
+        """Native rendering (``render_template_as_native_obj``) may turn a plain string into another type."""
+        native = getattr(self, "render_template_as_native_obj", None)
+        if native is not None:
+            return bool(native)
+        dag = self.get_dag()
+        return bool(dag and dag.render_template_as_native_obj)
+
+
+class SendWhatsAppTemplateOperator(_ListTemplatedOperator):
     """Send a WhatsApp template message (a Twilio Content template) to each recipient.
 
     Recipients are normalised to E.164 (``default_region`` for numbers written without ``+``) and sent to once
@@ -242,7 +281,7 @@ class SendWhatsAppTemplateOperator(BaseOperator):
         }
 
 
-class GetMessageStatusOperator(BaseOperator):
+class GetMessageStatusOperator(_ListTemplatedOperator):
     """Read the status of WhatsApp messages (Twilio Message SIDs).
 
     :param message_ids: Message SIDs, as a list (the send operator's ``sent_message_ids`` XCom works as is) or

@@ -69,8 +69,8 @@ class State:
         with self._lock:
             self._db.close()
 
-    def execute(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> list[tuple[Any, ...]]:
-        """Run one statement and return all its rows."""
+    def execute(self, sql: str, params: tuple[Any, ...] | list[Any] | dict[str, Any] = ()) -> list[tuple[Any, ...]]:
+        """Run one statement (positional ``?`` or named ``:name`` parameters) and return all its rows."""
         with self._lock:
             return self._db.execute(sql, params).fetchall()
 

@@ -402,7 +402,7 @@ async def list_messages(request: Request, state: State, account: dict[str, Any])
             where.append(f"{column} = :{column}")
             args[column] = params[name]
     # The contract's DateSent filters compare dates (YYYY-MM-DD, GMT); a message without one never matches.
-    day_filters = []
+    day_filters: list[str] = []
     for name, operator in (("DateSent", "="), ("DateSent<", "<="), ("DateSent>", ">=")):
         if params.get(name):
             key = f"day_{len(day_filters)}"
