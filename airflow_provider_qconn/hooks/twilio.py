@@ -16,6 +16,7 @@ reconcile what it was sending when it died.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import time
@@ -278,8 +279,8 @@ class TwilioHook(BaseHook):
             async def request(self, *args: Any, **kwargs: Any) -> Any:
                 auth = kwargs.pop("auth", None)
                 if auth is not None:  # the same Basic credentials, as a header: aiohttp deprecates ``auth=``
-                    basic = aiohttp.BasicAuth(auth[0], auth[1]).encode()
-                    kwargs["headers"] = {**(kwargs.get("headers") or {}), "Authorization": basic}
+                    basic = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+                    kwargs["headers"] = {**(kwargs.get("headers") or {}), "Authorization": f"Basic {basic}"}
                 response = await super().request(*args, **kwargs)
                 if response.status_code == 429:
                     raise throttled_error(response.text, response.headers.get("Retry-After"))
