@@ -59,7 +59,7 @@ BASELINE ?= main
 bench-baseline: $(STAMP)
 	rm -rf .bench-baseline && mkdir -p .bench-baseline
 	git archive $(BASELINE) airflow_provider_qconn | tar -x -C .bench-baseline
-	PYTHONPATH=.bench-baseline $(BIN)/python bench/whatsapp_send.py --name whatsapp_send_before --skip capacity
+	PYTHONPATH=.bench-baseline $(BIN)/python bench/whatsapp_send.py --name whatsapp_send_before
 	PYTHONPATH=.bench-baseline $(BIN)/python bench/dag_parse.py --name dag_parse_before
 	rm -rf .bench-baseline
 

@@ -64,6 +64,22 @@ def rows() -> list[tuple[str, str, str, str]]:
                     f"{capacity[f'latency_{clients}_clients_of_ideal']:.2f}x",
                 )
             )
+    old_capacity = before.get("sandbox_capacity") or {}
+    if capacity and old_capacity:
+        for name, label in (
+            ("no_latency_50_clients_per_s", "no latency, 50 clients"),
+            (f"latency_{cap}_clients_per_s", f"{latency * 1000:.0f} ms, {cap} clients"),
+            (f"latency_{4 * cap}_clients_per_s", f"{latency * 1000:.0f} ms, {4 * cap} clients"),
+        ):
+            if name in old_capacity:
+                table.append(
+                    (
+                        f"Sandbox {label}, before this branch (its own run)",
+                        f"{old_capacity[name]:.0f} req/s",
+                        f"now {capacity[name]:.0f} req/s",
+                        f"{capacity[name] / old_capacity[name]:.2f}x more now",
+                    )
+                )
     main = send.get("send") or {}
     if main:
         count = main["recipients"]
