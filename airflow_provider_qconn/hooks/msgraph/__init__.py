@@ -10,7 +10,8 @@
 - :mod:`.client`: the request adapter, and the Graph requests built for it;
 - :mod:`.hook`: the calendar calls.
 
-Nothing here imports msgraph-sdk (msgraph-core, kiota), azure-identity or MSAL at module level: parsing a DAG stays cheap.
+Nothing here imports msgraph-sdk (msgraph-core, kiota), azure-identity or MSAL at module level: parsing a DAG
+stays cheap.
 """
 
 from __future__ import annotations
