@@ -27,7 +27,13 @@ from airflow.sdk import BaseHook
 from airflow_provider_qconn.exceptions import ApiError, NonRetryableApiError, QconnError
 from airflow_provider_qconn.hooks.common import ssl_context
 from airflow_provider_qconn.hooks.msgraph import retry
-from airflow_provider_qconn.hooks.msgraph.client import graph_request, mailbox_url, path_segment, request_adapter
+from airflow_provider_qconn.hooks.msgraph.client import (
+    QueryValue,
+    graph_request,
+    mailbox_url,
+    path_segment,
+    request_adapter,
+)
 from airflow_provider_qconn.hooks.msgraph.credentials import build_credential
 from airflow_provider_qconn.hooks.msgraph.errors import (
     GRAPH,
@@ -181,7 +187,11 @@ class MSGraphHook(BaseHook):
         deleted).
         """
         quoted = transaction_id.replace("'", "''")
-        query = {"$filter": f"transactionId eq '{quoted}'", "$select": Meeting.GRAPH_PROPERTIES, "$top": 1}
+        query: dict[str, QueryValue] = {
+            "$filter": f"transactionId eq '{quoted}'",
+            "$select": Meeting.GRAPH_PROPERTIES,
+            "$top": 1,
+        }
         found = self._run(self._send(graph_request("GET", self._events_url(), query)))
         events = (found or {}).get("value") or []
         return Meeting.from_graph(events[0]) if events else None
@@ -267,7 +277,7 @@ class MSGraphHook(BaseHook):
         ambiguous in the hour a daylight-saving change repeats. Only the properties :class:`CalendarEntry` reads
         are asked for (``$select``), with immutable ids. Cancelled occurrences are listed as Graph lists them.
         """
-        query = {
+        query: dict[str, QueryValue] = {
             "endDateTime": _graph_instant(end),
             "startDateTime": _graph_instant(start),
             "$select": CalendarEntry.GRAPH_PROPERTIES,
@@ -276,7 +286,7 @@ class MSGraphHook(BaseHook):
         events = self._run(self._pages(f"{mailbox_url(self.settings)}/calendarView", query, page_size))
         return [CalendarEntry.from_graph(event) for event in events]
 
-    async def _pages(self, url: str, query: dict[str, Any], page_size: int) -> list[dict[str, Any]]:
+    async def _pages(self, url: str, query: dict[str, QueryValue], page_size: int) -> list[dict[str, Any]]:
         """Every item of a collection, page after page; each page under the retry policy."""
         preferences = ('outlook.timezone="UTC"', f"odata.maxpagesize={page_size}")
         request = graph_request("GET", url, query, preferences)
