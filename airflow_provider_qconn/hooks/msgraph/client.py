@@ -1,8 +1,8 @@
 """The hook's Graph client: msgraph-core's request adapter and middleware, and the requests the calendar calls send.
 
-msgraph-sdk's ``GraphServiceClient`` is not used: importing the ``msgraph`` package loads the client with its
-generated request builders (some 200 modules before the first builder is reached), and its typed models are as
-costly, where a task sends one or two requests (measured by bench/outlook_overhead.py). Each request is built here
+msgraph-sdk's ``GraphServiceClient`` is not used: importing the ``msgraph`` package loads the client and its
+generated request builders (some 200 modules), and every request builder and typed model a call reaches adds more,
+where a task sends one or two requests (measured by bench/outlook_overhead.py). Each request is built here
 as a kiota :class:`RequestInformation` (method, absolute URL with its query, ``Accept`` and ``Prefer`` headers, JSON
 body) and sent through msgraph-core's request adapter, over an httpx client carrying kiota's and msgraph-core's
 default middleware (redirects, parameter-name decoding, Graph's telemetry headers). kiota's RetryHandler is turned
