@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import importlib.metadata
 import importlib.util
 import json
 import os
@@ -45,6 +46,7 @@ EVENT_FILE = "QCONN_BENCH_EVENT_FILE"
 #: The Azure provider's ``msgraph`` connection to the sandbox (app-only, the seed's client secret).
 AZURE_CONN_ID = "qconn_bench_azure_msgraph"
 AZURE_HOOK_MODULE = "airflow.providers.microsoft.azure.hooks.msgraph"
+AZURE_PROVIDER = "apache-airflow-providers-microsoft-azure"
 #: The meeting every schedule creates, as the operator takes it.
 MEETING = {
     "subject": "Benchmark",
@@ -312,6 +314,11 @@ def main() -> dict[str, Any]:
     results = {
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
         "runs_per_figure": args.runs,
+        "versions": {
+            name: importlib.metadata.version(name)
+            for name in ("apache-airflow", "msgraph-core", "azure-identity", "msal", AZURE_PROVIDER)
+            if name != AZURE_PROVIDER or azure_provider_installed()
+        },
         "fresh_process_beyond_airflow_sdk": measures,
         "requests_per_action": counts,
     }

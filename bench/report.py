@@ -219,7 +219,10 @@ AZURE_PROVIDER_MEASURE = "azure_provider_schedule (qconn_bench_azure_msgraph)"
 def outlook_rows() -> list[tuple[str, str, str, str]]:
     """A ScheduleMeetingOperator run per sign-in against the target and against the same meeting made through the
     Azure provider's ``KiotaRequestAdapterHook`` (medians of fresh processes, one run of the benchmark)."""
-    outlook = (load("outlook_overhead").get("fresh_process_beyond_airflow_sdk")) or {}
+    results = load("outlook_overhead")
+    outlook = results.get("fresh_process_beyond_airflow_sdk") or {}
+    provider = (results.get("versions") or {}).get("apache-airflow-providers-microsoft-azure")
+    azure_hook = f"Azure provider {provider}'s hook" if provider else "Azure provider's hook"
     azure = outlook.get(AZURE_PROVIDER_MEASURE)
     azure_total = azure["schedule_total_s"]["median"] if azure else None
     table: list[tuple[str, str, str, str]] = []
@@ -239,9 +242,7 @@ def outlook_rows() -> list[tuple[str, str, str, str]]:
             )
         )
         if azure_total:
-            table.append(
-                (label, seconds(total), f"Azure provider's hook {seconds(azure_total)}", ratio(total, azure_total))
-            )
+            table.append((label, seconds(total), f"{azure_hook} {seconds(azure_total)}", ratio(total, azure_total)))
     if azure:
         parts = ", ".join(
             f"{what} {seconds(azure[key]['median'])}"
@@ -253,7 +254,7 @@ def outlook_rows() -> list[tuple[str, str, str, str]]:
         )
         table.append(
             (
-                "Outlook schedule through the Azure provider's KiotaRequestAdapterHook, app-only, client secret "
+                f"Outlook schedule through the {azure_hook} (KiotaRequestAdapterHook), app-only, client secret "
                 "(no input validation): beyond `import airflow.sdk` (median)",
                 seconds(azure_total),
                 parts,
