@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import ssl
 import urllib.parse
@@ -27,8 +28,22 @@ def ca_bundle() -> str | None:
 
 
 def ssl_context() -> ssl.SSLContext:
-    """A verifying SSL context over :func:`ca_bundle` (or the system's CAs)."""
-    bundle = ca_bundle()
+    """A verifying SSL context over :func:`ca_bundle` (or the system's CAs), shared (see :func:`bundle_context`)."""
+    return bundle_context(ca_bundle())
+
+
+def bundle_context(bundle: str | None) -> ssl.SSLContext:
+    """The process's verifying SSL context over a CA bundle file (None: the system's CAs), built once per file and
+    again when the file changes: a bundle of a system's CAs takes tens of milliseconds to load, and every client
+    of a task (httpx for Graph, requests for the identity platform) can verify with the same context."""
+    if bundle is None:
+        return _verifying_context(None, None)
+    stat = os.stat(bundle)
+    return _verifying_context(bundle, (stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=8)
+def _verifying_context(bundle: str | None, version: tuple[int, int] | None) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=bundle) if bundle else ssl.create_default_context()
 
 

@@ -7,9 +7,11 @@
 - :mod:`.retry`: the one retry policy (what is transient, backoff, attempts);
 - :mod:`.token_store`: where a delegated connection's newest refresh token is kept;
 - :mod:`.login`: signing a connection in (``airflow qconn outlook-login``);
-- :mod:`.hook`: the client and the calendar calls.
+- :mod:`.client`: the request adapter, and the Graph requests built for it;
+- :mod:`.hook`: the calendar calls.
 
-Nothing here imports msgraph-sdk, azure-identity or MSAL at module level: parsing a DAG stays cheap.
+Nothing here imports msgraph-sdk (msgraph-core, kiota), azure-identity or MSAL at module level: parsing a DAG
+stays cheap.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_qconn.exceptions import ConnectionConfigError
-from airflow_provider_qconn.hooks.common import ca_bundle
+from airflow_provider_qconn.hooks.common import bundle_context, ca_bundle
 from airflow_provider_qconn.hooks.msgraph.errors import IDENTITY, identity_error, unreachable
 from airflow_provider_qconn.hooks.msgraph.token_store import NewestRefreshToken, TokenStore, VariableTokenStore
 
@@ -51,9 +51,12 @@ def requests_session(verify: str | bool) -> requests.Session:
     """A requests session that verifies with ``verify`` whatever ``REQUESTS_CA_BUNDLE`` says.
 
     MSAL sends no ``verify`` of its own with an injected session, so requests would let the environment's CA
-    bundle replace the session's. Unlike ``trust_env=False``, this keeps the proxy variables working.
+    bundle replace the session's. Unlike ``trust_env=False``, this keeps the proxy variables working. A bundle
+    file is verified with the process's shared SSL context for it (:func:`~airflow_provider_qconn.hooks.common.
+    bundle_context`), which requests would otherwise load again for each connection.
     """
     import requests
+    from requests.adapters import HTTPAdapter
 
     class PinnedSession(requests.Session):
         def merge_environment_settings(
@@ -63,8 +66,23 @@ def requests_session(verify: str | bool) -> requests.Session:
             settings["verify"] = self.verify
             return settings
 
+    class SharedContextAdapter(HTTPAdapter):
+        def build_connection_pool_key_attributes(
+            self, request: Any, verify: Any, cert: Any = None
+        ) -> tuple[dict[str, Any], dict[str, Any]]:
+            host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
+            if "ca_certs" in pool_kwargs:
+                pool_kwargs["ssl_context"] = bundle_context(pool_kwargs.pop("ca_certs"))
+            return host_params, pool_kwargs
+
+        def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
+            super().cert_verify(conn, url, verify, cert)
+            if conn.conn_kw.get("ssl_context") is not None:
+                conn.ca_certs = None  # the pool's context holds the bundle already
+
     session = PinnedSession()
     session.verify = verify
+    session.mount("https://", SharedContextAdapter())
     return session
 
 
@@ -177,12 +195,18 @@ def _quiet_azure_loggers() -> None:
 
 
 def _azure_options(settings: GraphSettings) -> dict[str, Any]:
-    """What every azure-identity credential that talks to the authority gets (and quieter azure loggers)."""
+    """What every azure-identity credential that talks to the authority gets (and quieter azure loggers): the
+    configured CA bundle, through a session that verifies with the shared SSL context (see
+    :func:`requests_session`)."""
+    from azure.core.pipeline.transport import RequestsTransport
+
     _quiet_azure_loggers()
+    verify = ca_bundle() or True
     return {
         "authority": settings.authority,
         "disable_instance_discovery": not settings.microsoft_authority,
-        "connection_verify": ca_bundle() or True,
+        "connection_verify": verify,
+        "transport": RequestsTransport(session=requests_session(verify), session_owner=True),
     }
 
 

@@ -187,40 +187,41 @@ def with_teams_block(content: str, content_type: str, block: str) -> str:
     return content + block
 
 
-def event_model(details: EventDetails, transaction_id: str | None = None) -> Any:
-    """msgraph-sdk's ``Event`` with only the given properties set (unset ones are not serialised)."""
-    from msgraph.generated.models.attendee import Attendee
-    from msgraph.generated.models.attendee_type import AttendeeType
-    from msgraph.generated.models.body_type import BodyType
-    from msgraph.generated.models.date_time_time_zone import DateTimeTimeZone
-    from msgraph.generated.models.email_address import EmailAddress as GraphEmailAddress
-    from msgraph.generated.models.event import Event
-    from msgraph.generated.models.item_body import ItemBody
-    from msgraph.generated.models.location import Location
-    from msgraph.generated.models.online_meeting_provider_type import OnlineMeetingProviderType
-
-    event = Event(subject=details.subject, transaction_id=transaction_id)
-    if details.content is not None:
-        kind = BodyType.Text if details.content_type == "text" else BodyType.Html
-        event.body = ItemBody(content_type=kind, content=details.content)
-    if details.start is not None:
-        date_time, zone = graph_date_time(details.start)
-        event.start = DateTimeTimeZone(date_time=date_time, time_zone=zone)
-    if details.end is not None:
-        date_time, zone = graph_date_time(details.end)
-        event.end = DateTimeTimeZone(date_time=date_time, time_zone=zone)
-    if details.location is not None:
-        event.location = Location(display_name=details.location)
+def graph_event(details: EventDetails, transaction_id: str | None = None) -> dict[str, Any]:
+    """Graph's JSON for an ``event`` with only the given properties set (the others are left out, so an update
+    keeps them), as msgraph-sdk's ``Event`` model serialises it."""
+    event: dict[str, Any] = {"@odata.type": "#microsoft.graph.event"}
     if details.attendees is not None:
-        event.attendees = [
-            Attendee(
-                email_address=GraphEmailAddress(address=attendee.address, name=attendee.name),
-                type=AttendeeType.Required,
-            )
+        event["attendees"] = [
+            {
+                "emailAddress": {
+                    "address": attendee.address,
+                    **({} if attendee.name is None else {"name": attendee.name}),
+                },
+                "@odata.type": "#microsoft.graph.attendee",
+                "type": "required",
+            }
             for attendee in details.attendees
         ]
+    if details.content is not None:
+        event["body"] = {
+            "content": details.content,
+            "contentType": "text" if details.content_type == "text" else "html",
+        }
+    if details.end is not None:
+        date_time, zone = graph_date_time(details.end)
+        event["end"] = {"dateTime": date_time, "timeZone": zone}
     if details.teams_meeting is not None:
-        event.is_online_meeting = details.teams_meeting
-        if details.teams_meeting:
-            event.online_meeting_provider = OnlineMeetingProviderType.TeamsForBusiness
+        event["isOnlineMeeting"] = details.teams_meeting
+    if details.location is not None:
+        event["location"] = {"displayName": details.location}
+    if details.teams_meeting:
+        event["onlineMeetingProvider"] = "teamsForBusiness"
+    if details.start is not None:
+        date_time, zone = graph_date_time(details.start)
+        event["start"] = {"dateTime": date_time, "timeZone": zone}
+    if details.subject is not None:
+        event["subject"] = details.subject
+    if transaction_id is not None:
+        event["transactionId"] = transaction_id
     return event

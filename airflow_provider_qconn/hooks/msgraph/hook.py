@@ -1,14 +1,13 @@
-"""MSGraphHook: a msgraph-sdk client for one mailbox of a connection, and the calendar calls.
+"""MSGraphHook: a Graph client for one mailbox of a connection, and the calendar calls.
 
-Requests are built with msgraph-sdk's request builders and typed models and sent through its request adapter
-(kiota's middleware: redirects, the ``/me`` URL fix-up), under the retry policy of :mod:`.retry` (429/503/504
-replayed, honouring ``Retry-After``; kiota's own RetryHandler is turned off).
-Responses are read as JSON, without the SDK's typed-model parse: its first use in a process imports about 1,200
-modules and costs about 2 s (measured by bench/outlook_overhead.py, see docs/outlook.md), for the four fields a
-task needs.
+Requests are built as kiota request objects with JSON bodies (:mod:`.client`) and sent through msgraph-core's
+request adapter and middleware, under the retry policy of :mod:`.retry` (429/503/504 replayed, honouring
+``Retry-After``; kiota's own RetryHandler is turned off). Responses are read as JSON, without the SDK's typed-model
+parse: its first use in a process imports about 1,200 modules and costs about 2 s (measured by
+bench/outlook_overhead.py, see docs/outlook.md), for the four fields a task needs.
 
-msgraph-sdk, azure-identity and MSAL are imported inside the methods that use them, never at module level, so
-that parsing a DAG which uses the Outlook operators stays as cheap as importing Airflow.
+msgraph-core, kiota, azure-identity and MSAL are imported inside the methods that use them, never at module level,
+so that parsing a DAG which uses the Outlook operators stays as cheap as importing Airflow.
 """
 
 from __future__ import annotations
@@ -16,11 +15,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import datetime as dt
-import functools
-import importlib
 import json
 import urllib.parse
-import warnings
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import replace
 from functools import cached_property
@@ -31,6 +27,13 @@ from airflow.sdk import BaseHook
 from airflow_provider_qconn.exceptions import ApiError, NonRetryableApiError, QconnError
 from airflow_provider_qconn.hooks.common import ssl_context
 from airflow_provider_qconn.hooks.msgraph import retry
+from airflow_provider_qconn.hooks.msgraph.client import (
+    QueryValue,
+    graph_request,
+    mailbox_url,
+    path_segment,
+    request_adapter,
+)
 from airflow_provider_qconn.hooks.msgraph.credentials import build_credential
 from airflow_provider_qconn.hooks.msgraph.errors import (
     GRAPH,
@@ -45,7 +48,7 @@ from airflow_provider_qconn.hooks.msgraph.events import (
     CalendarEntry,
     EventDetails,
     Meeting,
-    event_model,
+    graph_event,
     teams_block,
     with_teams_block,
 )
@@ -55,34 +58,12 @@ from airflow_provider_qconn.hooks.msgraph.token_store import TokenStore
 if TYPE_CHECKING:
     import httpx
     from kiota_abstractions.request_information import RequestInformation
-    from msgraph import GraphServiceClient
 
 T = TypeVar("T")
 
-_PREFER_IMMUTABLE_IDS = 'IdType="ImmutableId"'
-#: The generated modules the hook uses (imported once, quietly: see _load_sdk).
-_SDK_MODULES = (
-    "kiota_abstractions.base_request_configuration",
-    "msgraph.generated.users.users_request_builder",
-    "msgraph.generated.users.item.user_item_request_builder",
-    "msgraph.generated.users.item.events.events_request_builder",
-    "msgraph.generated.users.item.events.item.event_item_request_builder",
-    "msgraph.generated.users.item.events.item.cancel.cancel_request_builder",
-    "msgraph.generated.users.item.calendar_view.calendar_view_request_builder",
-)
 #: Events asked for per page of a calendar view (``Prefer: odata.maxpagesize``), and the most pages followed.
 PAGE_SIZE = 100
 MAX_PAGES = 200
-
-
-@functools.cache
-def _load_sdk() -> None:
-    """Import the msgraph-sdk and kiota modules the hook uses, once and quietly: they define deprecated request
-    configuration classes, which warn when their module is imported."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        for module in _SDK_MODULES:
-            importlib.import_module(module)
 
 
 def _graph_instant(moment: dt.datetime) -> str:
@@ -141,26 +122,15 @@ class MSGraphHook(BaseHook):
         return build_credential(self.settings, self._token_store)
 
     @cached_property
-    def client(self) -> GraphServiceClient:
-        """msgraph-sdk's client on the connection's base URL, trusting the configured CA bundle."""
-        _load_sdk()
+    def client(self) -> Any:
+        """The request adapter every call sends through (msgraph-core's, see :mod:`.client`), over an httpx
+        client on the connection's base URL that trusts the configured CA bundle."""
         import httpx
-        from kiota_authentication_azure.azure_identity_authentication_provider import (
-            AzureIdentityAuthenticationProvider,
-        )
-        from msgraph import GraphRequestAdapter, GraphServiceClient
-        from msgraph.graph_request_adapter import options
-        from msgraph_core import GraphClientFactory
 
-        settings = self.settings
-        auth = AzureIdentityAuthenticationProvider(
-            self.credential, scopes=settings.scopes, allowed_hosts=[settings.graph_host]
-        )
         self._http = httpx.AsyncClient(
-            base_url=settings.base_url, verify=ssl_context(), timeout=httpx.Timeout(100.0, connect=30.0)
+            base_url=self.settings.base_url, verify=ssl_context(), timeout=httpx.Timeout(100.0, connect=30.0)
         )
-        http = GraphClientFactory.create_with_default_middleware(client=self._http, options=options)
-        return GraphServiceClient(request_adapter=GraphRequestAdapter(auth, client=http))
+        return request_adapter(self.credential, self.settings, self._http)
 
     @cached_property
     def _loop(self) -> asyncio.AbstractEventLoop:
@@ -205,9 +175,7 @@ class MSGraphHook(BaseHook):
             ``ErrorDuplicateTransactionId``): :meth:`find_event` reads the event it created.
         """
         self.log.info("Creating an event in %s (transactionId %s)", self.settings.mailbox, transaction_id)
-        request = self._events().to_post_request_information(
-            event_model(details, transaction_id=transaction_id), self._configuration()
-        )
+        request = graph_request("POST", self._events_url(), body=graph_event(details, transaction_id=transaction_id))
         return Meeting.from_graph(self._run(self._send(request)))
 
     def find_event(self, transaction_id: str) -> Meeting | None:
@@ -218,16 +186,13 @@ class MSGraphHook(BaseHook):
         Returns None when the calendar holds no such event (it was cancelled, which moves it to Deleted Items, or
         deleted).
         """
-        _load_sdk()
-        from msgraph.generated.users.item.events.events_request_builder import EventsRequestBuilder
-
         quoted = transaction_id.replace("'", "''")
-        configuration = self._configuration(
-            EventsRequestBuilder.EventsRequestBuilderGetQueryParameters(
-                filter=f"transactionId eq '{quoted}'", select=list(Meeting.GRAPH_PROPERTIES), top=1
-            )
-        )
-        found = self._run(self._send(self._events().to_get_request_information(configuration)))
+        query: dict[str, QueryValue] = {
+            "$filter": f"transactionId eq '{quoted}'",
+            "$select": Meeting.GRAPH_PROPERTIES,
+            "$top": 1,
+        }
+        found = self._run(self._send(graph_request("GET", self._events_url(), query)))
         events = (found or {}).get("value") or []
         return Meeting.from_graph(events[0]) if events else None
 
@@ -259,11 +224,7 @@ class MSGraphHook(BaseHook):
                     meeting_id,
                 )
         self.log.info("Updating event %s in %s", meeting_id, self.settings.mailbox)
-        request = (
-            self._events()
-            .by_event_id(meeting_id)
-            .to_patch_request_information(event_model(details), self._configuration())
-        )
+        request = graph_request("PATCH", self._event_url(meeting_id), body=graph_event(details))
         return Meeting.from_graph(self._run(self._send(request, meeting_id=meeting_id)))
 
     def cancel_event(self, meeting_id: str, comment: str | None = None, *, missing_ok: bool = False) -> bool:
@@ -278,14 +239,9 @@ class MSGraphHook(BaseHook):
         blindly: before a replay the event is read, and found cancelled it counts as done. A 429 was not
         processed and is replayed without that read.
         """
-        from msgraph.generated.users.item.events.item.cancel.cancel_post_request_body import CancelPostRequestBody
-
         self.log.info("Cancelling event %s in %s", meeting_id, self.settings.mailbox)
-        request = (
-            self._events()
-            .by_event_id(meeting_id)
-            .cancel.to_post_request_information(CancelPostRequestBody(comment=comment), self._configuration())
-        )
+        body = {} if comment is None else {"Comment": comment}  # the property's name as msgraph-sdk's model sends it
+        request = graph_request("POST", f"{self._event_url(meeting_id)}/cancel", body=body)
 
         async def took_effect() -> bool:
             if not await self._cancelled(meeting_id):
@@ -321,26 +277,19 @@ class MSGraphHook(BaseHook):
         ambiguous in the hour a daylight-saving change repeats. Only the properties :class:`CalendarEntry` reads
         are asked for (``$select``), with immutable ids. Cancelled occurrences are listed as Graph lists them.
         """
-        _load_sdk()
-        from msgraph.generated.users.item.calendar_view.calendar_view_request_builder import (
-            CalendarViewRequestBuilder,
-        )
-
-        builder = self._mailbox().calendar_view
-        query = CalendarViewRequestBuilder.CalendarViewRequestBuilderGetQueryParameters(
-            start_date_time=_graph_instant(start),
-            end_date_time=_graph_instant(end),
-            select=list(CalendarEntry.GRAPH_PROPERTIES),
-        )
+        query: dict[str, QueryValue] = {
+            "endDateTime": _graph_instant(end),
+            "startDateTime": _graph_instant(start),
+            "$select": CalendarEntry.GRAPH_PROPERTIES,
+        }
         self.log.info("Listing the events of %s from %s to %s", self.settings.mailbox, start, end)
-        events = self._run(self._pages(builder, query, page_size))
+        events = self._run(self._pages(f"{mailbox_url(self.settings)}/calendarView", query, page_size))
         return [CalendarEntry.from_graph(event) for event in events]
 
-    async def _pages(self, builder: Any, query: Any, page_size: int) -> list[dict[str, Any]]:
+    async def _pages(self, url: str, query: dict[str, QueryValue], page_size: int) -> list[dict[str, Any]]:
         """Every item of a collection, page after page; each page under the retry policy."""
         preferences = ('outlook.timezone="UTC"', f"odata.maxpagesize={page_size}")
-        configuration = self._configuration(query, preferences)
-        request = builder.to_get_request_information(configuration)
+        request = graph_request("GET", url, query, preferences)
         items: list[dict[str, Any]] = []
         seen: set[str] = set()
         for _ in range(MAX_PAGES):
@@ -357,7 +306,7 @@ class MSGraphHook(BaseHook):
                     f"Graph's next page link {link!r} repeats or leaves {self.settings.base_url}",
                 )
             seen.add(link)
-            request = builder.with_url(link).to_get_request_information(self._configuration(None, preferences))
+            request = graph_request("GET", link, preferences=preferences)
         raise NonRetryableApiError(
             GRAPH,
             None,
@@ -373,13 +322,7 @@ class MSGraphHook(BaseHook):
     def test_connection(self) -> tuple[bool, str]:
         """Read one event id from the mailbox: proves the credentials, the permission and the mailbox."""
         try:
-            _load_sdk()
-            from msgraph.generated.users.item.events.events_request_builder import EventsRequestBuilder
-
-            configuration = self._configuration(
-                EventsRequestBuilder.EventsRequestBuilderGetQueryParameters(top=1, select=["id"])
-            )
-            self._run(self._send(self._events().to_get_request_information(configuration)))
+            self._run(self._send(graph_request("GET", self._events_url(), {"$select": ["id"], "$top": 1})))
         except QconnError as error:
             return False, str(error)
         finally:
@@ -388,32 +331,16 @@ class MSGraphHook(BaseHook):
 
     # --- plumbing ---------------------------------------------------------------------------------------------------
 
-    def _events(self) -> Any:
-        """The ``events`` request builder of the mailbox: ``/me`` or ``/users/{user_id}``."""
-        return self._mailbox().events
+    def _events_url(self) -> str:
+        """The URL of the mailbox's events: ``.../me/events`` or ``.../users/{user_id}/events``."""
+        return f"{mailbox_url(self.settings)}/events"
 
-    def _mailbox(self) -> Any:
-        """The request builder of the mailbox: ``/me`` or ``/users/{user_id}``."""
-        user_id = self.settings.user_id
-        return self.client.me if user_id is None else self.client.users.by_user_id(user_id)
-
-    def _configuration(self, query_parameters: Any = None, preferences: tuple[str, ...] = ()) -> Any:
-        """A request configuration asking for immutable ids, which survive the event being moved, and for any
-        other ``Prefer`` values given."""
-        from kiota_abstractions.base_request_configuration import RequestConfiguration
-
-        configuration = RequestConfiguration(query_parameters=query_parameters)
-        configuration.headers.add("Prefer", [_PREFER_IMMUTABLE_IDS, *preferences])
-        return configuration
+    def _event_url(self, meeting_id: str) -> str:
+        """The URL of one event of the mailbox."""
+        return f"{self._events_url()}/{path_segment(meeting_id)}"
 
     async def _get(self, meeting_id: str, select: tuple[str, ...] = ()) -> dict[str, Any]:
-        _load_sdk()
-        from msgraph.generated.users.item.events.item.event_item_request_builder import EventItemRequestBuilder
-
-        configuration = self._configuration(
-            EventItemRequestBuilder.EventItemRequestBuilderGetQueryParameters(select=list(select) or None)
-        )
-        request = self._events().by_event_id(meeting_id).to_get_request_information(configuration)
+        request = graph_request("GET", self._event_url(meeting_id), {"$select": select or None})
         return await self._send(request, meeting_id=meeting_id)
 
     async def _cancelled(self, meeting_id: str) -> bool:
@@ -429,18 +356,13 @@ class MSGraphHook(BaseHook):
         settled: Callable[[], Awaitable[bool]] | None = None,
         read: bool = True,
     ) -> Any:
-        """Send through the request adapter under the retry policy (:mod:`.retry`); Graph's JSON back (when
-        ``read``), or our error.
+        """Send a request built by :func:`.client.graph_request` through the request adapter under the retry policy
+        (:mod:`.retry`); Graph's JSON back (when ``read``), or our error.
 
         ``settled`` is asked, before replaying a request whose failure could have followed its taking effect
         (anything but a 429), whether it did: if so nothing is replayed and None is returned. Without it, the
         request is replayed as is (safe for reads, PATCHes and creates with a transactionId).
         """
-        from kiota_abstractions.native_response_handler import NativeResponseHandler
-        from kiota_http.middleware.options import ResponseHandlerOption, RetryHandlerOption
-
-        # The policy in retry.py decides every replay: kiota's RetryHandler must not replay on its own.
-        request.add_request_options([ResponseHandlerOption(NativeResponseHandler()), RetryHandlerOption(max_retries=0)])
         try:
             async for attempt in retry.attempts():
                 with attempt:
@@ -477,7 +399,7 @@ class MSGraphHook(BaseHook):
         from azure.core.exceptions import ClientAuthenticationError, ServiceRequestError
 
         try:
-            return await self.client.request_adapter.send_primitive_async(request, "bytes", None)
+            return await self.client.send_primitive_async(request, "bytes", None)
         except ClientAuthenticationError as error:
             raise credential_error(error) from error
         except ServiceRequestError as error:  # azure-identity could not reach the authority
