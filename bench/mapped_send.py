@@ -53,9 +53,6 @@ def main() -> dict[str, Any]:
     parser.add_argument("--latency", type=float, default=0.1)
     parser.add_argument("--cap", type=int, default=50, help="the account's limit on requests in flight")
     args = parser.parse_args()
-    if "PYTHONDONTWRITEBYTECODE" in os.environ:  # imports from bytecode, as on a worker: run again without it
-        env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
-        os.execve(sys.executable, [sys.executable, *sys.argv], env)
 
     home = tempfile.mkdtemp(prefix="qconn-bench-airflow-")
     os.environ.update(

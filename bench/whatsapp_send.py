@@ -33,6 +33,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -176,8 +177,9 @@ def timed(function: Any, *args: Any) -> tuple[float, Any]:
     return time.perf_counter() - started, value
 
 
-async def _load(url: str, ca: str, clients: int, total: int) -> float:
-    """Requests per second answered to ``clients`` concurrent raw HTTP clients sending ``total`` creates."""
+async def _load(url: str, ca: str, clients: int, total: int, cpu: Callable[[], float]) -> tuple[float, float]:
+    """Requests per second answered to ``clients`` concurrent raw HTTP clients sending ``total`` creates, and
+    the share of a CPU the sandbox used meanwhile (``cpu`` reads its CPU seconds), both after the warm-up."""
     import aiohttp
 
     body = {
@@ -203,12 +205,13 @@ async def _load(url: str, ca: str, clients: int, total: int) -> float:
         counter = iter(range(clients))
         await asyncio.gather(*(client() for _ in range(clients)))  # one request a connection, uncounted
         statuses.clear()
-        started = time.perf_counter()
+        cpu_before, started = cpu(), time.perf_counter()
         counter = iter(range(total))
         await asyncio.gather(*(client() for _ in range(clients)))
         elapsed = time.perf_counter() - started
+        busy = (cpu() - cpu_before) / elapsed
     assert set(statuses) == {201}, statuses
-    return total / elapsed
+    return total / elapsed, busy
 
 
 def capacity(sandbox: SandboxProcess, latency: float, cap: int) -> dict[str, Any]:
@@ -220,9 +223,7 @@ def capacity(sandbox: SandboxProcess, latency: float, cap: int) -> dict[str, Any
         (4 * cap, latency, 8 * cap * 5),
     ):
         sandbox.reset(twilio_max_concurrency=100_000, latency={"twilio": delay})
-        cpu, started = sandbox.cpu_seconds(), time.perf_counter()
-        rate = asyncio.run(_load(sandbox.url, sandbox.ca, clients, total))
-        busy = (sandbox.cpu_seconds() - cpu) / (time.perf_counter() - started)
+        rate, busy = asyncio.run(_load(sandbox.url, sandbox.ca, clients, total, sandbox.cpu_seconds))
         name = f"latency_{clients}_clients" if delay else f"no_latency_{clients}_clients"
         figures[f"{name}_per_s"] = round(rate, 1)
         figures[f"{name}_sandbox_busy"] = round(busy, 2)

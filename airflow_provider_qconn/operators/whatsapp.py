@@ -104,9 +104,19 @@ def recipient_chunks(
 
 
 def _renders_to_itself(value: str) -> bool:
-    """Whether Jinja would give ``value`` back unchanged: no markup (``{{``, ``{%``, ``{#``), and none of the
-    line endings it rewrites (a trailing newline is dropped, ``\r\n`` becomes ``\n``)."""
+    """Whether Jinja, with its default syntax, would give ``value`` back unchanged: no markup (``{{``, ``{%``,
+    ``{#``), and none of the line endings it rewrites (a trailing newline is dropped, ``\r\n`` becomes ``\n``)."""
     return "{" not in value and "\r" not in value and not value.endswith("\n")
+
+
+def _default_syntax(env: Any) -> bool:
+    """Whether a Jinja environment has the default syntax (a DAG's ``jinja_environment_kwargs`` may change it)."""
+    return (
+        (env.block_start_string, env.variable_start_string, env.comment_start_string) == ("{%", "{{", "{#")
+        and env.line_statement_prefix is None
+        and env.line_comment_prefix is None
+        and env.newline_sequence == "\n"
+    )
 
 
 class _ListTemplatedOperator(BaseOperator):
@@ -114,7 +124,8 @@ class _ListTemplatedOperator(BaseOperator):
 
     Airflow compiles every string of a templated field as a Jinja template, lists mapped in with
     ``expand_kwargs`` included: about a millisecond each, a second for a chunk of a thousand recipients. A
-    string Jinja would give back unchanged is returned as it is; everything else renders as Airflow renders it.
+    string Jinja would give back unchanged (with the default syntax) is returned as it is; everything else
+    renders as Airflow renders it.
     """
 
     def render_template(
@@ -126,6 +137,8 @@ class _ListTemplatedOperator(BaseOperator):
     ) -> Any:
         if (
             isinstance(content, str)
+            and jinja_env is not None
+            and _default_syntax(jinja_env)
             and _renders_to_itself(content)
             and not content.endswith(tuple(self.template_ext))
             and not self._renders_native()

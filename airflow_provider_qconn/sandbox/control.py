@@ -64,6 +64,8 @@ _SECRET_FIELDS = {
     "code",
     "access_token",
     "id_token",
+    "device_code",
+    "assertion",
 }
 _REDACTED = "***"
 
@@ -95,8 +97,9 @@ def redact_form(body: str) -> str:
     """A form body with its secret fields replaced."""
     import urllib.parse
 
-    if not any(f"{field}=" in body for field in _SECRET_FIELDS):
-        return body  # the common case (a Twilio create): nothing to parse
+    names = {pair.partition("=")[0] for pair in body.split("&")}
+    if names.isdisjoint(_SECRET_FIELDS) and not any("%" in name or "+" in name for name in names):
+        return body  # the common case (a Twilio create): no field to redact, even once its name is decoded
     pairs = urllib.parse.parse_qsl(body, keep_blank_values=True)
     return urllib.parse.urlencode([(k, _REDACTED if k in _SECRET_FIELDS else v) for k, v in pairs])
 

@@ -237,7 +237,8 @@ def _render_template(template: dict[str, Any], variables: dict[str, str]) -> str
 async def create_message(request: Request, state: State, account: dict[str, Any]) -> Response:
     if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
         # What Twilio's clients send; parsed directly, cheaper than Starlette's general form parser.
-        fields = dict(urllib.parse.parse_qsl((await request.body()).decode(), keep_blank_values=True))
+        text = (await request.body()).decode(errors="replace")
+        fields = dict(urllib.parse.parse_qsl(text, keep_blank_values=True))
     else:
         form = await request.form()
         fields = {key: str(value) for key, value in form.multi_items()}
@@ -389,7 +390,8 @@ async def list_messages(request: Request, state: State, account: dict[str, Any])
     Twilio documents its message list as sorted by DateSent, most recent first; a message not sent yet has no
     DateSent, and where such messages go is not documented. The ``twilio_unsent_placement`` setting puts them
     ``"first"`` or ``"last"`` (newest created first among themselves), so clients can be tried against both.
-    Only the page's messages are decoded and rendered, so reading a long listing page by page stays linear.
+    Each page orders the ids of every matching message in SQL (a fast scan), and decodes and renders only its
+    own messages.
     """
     params = request.query_params
     page_size, page, after_sid = _paging(params)
@@ -415,23 +417,25 @@ async def list_messages(request: Request, state: State, account: dict[str, Any])
             FROM messages WHERE {" AND ".join(where)}
         )
         SELECT sid FROM (
-            SELECT *, CASE WHEN is_sent THEN strftime('%Y-%m-%d', created_at + :sent_delay, 'unixepoch') END
+            SELECT *, CASE WHEN is_sent
+                THEN strftime('%Y-%m-%d', CAST(created_at + :sent_delay AS INTEGER), 'unixepoch') END
                 AS sent_day
             FROM listed
         ) {"WHERE is_sent AND " + " AND ".join(day_filters) if day_filters else ""}
         ORDER BY is_sent {"ASC" if unsent_first else "DESC"},
             CASE WHEN is_sent THEN created_at + :sent_delay ELSE created_at END DESC, seq DESC
     """
-    sids = [sid for (sid,) in state.execute(listed, args)]
-    start = 0
-    if after_sid is not None:
-        try:
-            start = sids.index(after_sid) + 1
-        except ValueError:
-            raise TwilioError(400, 20001, "Invalid PageToken") from None
-    page_sids = sids[start : start + page_size]
-    marks = ", ".join("?" * len(page_sids))
-    docs = dict(state.execute(f"SELECT sid, doc FROM messages WHERE sid IN ({marks})", page_sids))
+    with state.transaction() as db:  # the listing and its page's documents, from one snapshot
+        sids = [sid for (sid,) in db.execute(listed, args)]
+        start = 0
+        if after_sid is not None:
+            try:
+                start = sids.index(after_sid) + 1
+            except ValueError:
+                raise TwilioError(400, 20001, "Invalid PageToken") from None
+        page_sids = sids[start : start + page_size]
+        marks = ", ".join("?" * len(page_sids))
+        docs = dict(db.execute(f"SELECT sid, doc FROM messages WHERE sid IN ({marks})", page_sids).fetchall())
     chunk = [json.loads(docs[sid]) for sid in page_sids]
     path = request.url.path
     base_query = {k: v for k, v in params.items() if k not in ("Page", "PageToken", "PageSize")}

@@ -129,6 +129,13 @@ def test_redact_form_keeps_other_fields():
     assert redact_form("client_secret=s3cret&scope=a+b") == "client_secret=%2A%2A%2A&scope=a+b"
 
 
+def test_redact_form_finds_a_secret_field_whose_name_is_percent_encoded_and_leaves_other_bodies_as_they_are():
+    assert "s3cret" not in redact_form("client%5Fsecret=s3cret&scope=a")
+    assert "d3vice" not in redact_form("grant_type=device&device_code=d3vice")
+    body = "To=whatsapp%3A%2B59899100001&ContentVariables=%7B%221%22%3A%22Ana%22%7D"
+    assert redact_form(body) is body
+
+
 def test_reset_forgets_and_reseeds(client):
     client.post("/_sandbox/seed", json={"mailboxes": [{"id": "m-1", "upn": "new@contoso.example"}]})
     client.post("/_sandbox/faults", json={"status": 500})

@@ -23,7 +23,12 @@ def send_operator(dag: DAG | None = None) -> SendWhatsAppTemplateOperator:
 
 def airflow_rendering(operator: BaseOperator, value: object) -> object:
     """What Airflow's own rendering gives for ``value`` (BaseOperator's, bypassing the operator's)."""
-    return BaseOperator.render_template(operator, value, CONTEXT)
+    return BaseOperator.render_template(operator, value, CONTEXT, operator.get_template_env())
+
+
+def rendering(operator: BaseOperator, value: object) -> object:
+    """The operator's rendering, with the template environment Airflow passes it."""
+    return operator.render_template(value, CONTEXT, operator.get_template_env())
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -40,9 +45,9 @@ def test_any_value_renders_as_airflow_renders_it(value):
         expected = airflow_rendering(operator, value)
     except jinja2.TemplateError:
         with pytest.raises(jinja2.TemplateError):
-            operator.render_template(value, CONTEXT)
+            rendering(operator, value)
         return
-    assert operator.render_template(value, CONTEXT) == expected
+    assert rendering(operator, value) == expected
 
 
 def test_a_thousand_plain_numbers_are_not_compiled_and_markup_still_renders(monkeypatch):
@@ -57,20 +62,34 @@ def test_a_thousand_plain_numbers_are_not_compiled_and_markup_still_renders(monk
     numbers = [f"+598991{index:05d}" for index in range(1000)]
     variables = {number: {"1": f"customer {index}"} for index, number in enumerate(numbers)}
     operator = send_operator()
-    assert operator.render_template(numbers, CONTEXT) == numbers
-    assert operator.render_template(variables, CONTEXT) == variables
+    assert rendering(operator, numbers) == numbers
+    assert rendering(operator, variables) == variables
     assert compiled == []
-    assert operator.render_template({"2": "{{ ds }} at 10:00", "1": "{{ params.name }}"}, CONTEXT) == {
+    assert rendering(operator, {"2": "{{ ds }} at 10:00", "1": "{{ params.name }}"}) == {
         "2": "2030-03-04 at 10:00",
         "1": "Ana",
     }
     assert compiled == ["{{ ds }} at 10:00", "{{ params.name }}"]
     status = GetMessageStatusOperator(task_id="status", message_ids=["SM" + "0" * 32])
-    assert status.render_template(["SM" + "1" * 32], CONTEXT) == ["SM" + "1" * 32]
+    assert rendering(status, ["SM" + "1" * 32]) == ["SM" + "1" * 32]
     assert len(compiled) == 2
 
 
 def test_native_rendering_is_left_to_airflow():
     with DAG("native", schedule=None, start_date=dt.datetime(2030, 1, 1), render_template_as_native_obj=True) as dag:
         operator = send_operator(dag)
-    assert operator.render_template("12", CONTEXT) == airflow_rendering(operator, "12") == 12
+    assert rendering(operator, "12") == airflow_rendering(operator, "12") == 12
+
+
+@pytest.mark.parametrize(
+    ("syntax", "value"),
+    [
+        ({"variable_start_string": "[[", "variable_end_string": "]]"}, "[[ ds ]]"),
+        ({"line_comment_prefix": "##"}, "+59899100001 ## a note"),
+        ({"newline_sequence": "\r\n"}, "a\nb"),
+    ],
+)
+def test_a_dag_with_its_own_jinja_syntax_renders_as_airflow_renders_it(syntax, value):
+    with DAG("custom", schedule=None, start_date=dt.datetime(2030, 1, 1), jinja_environment_kwargs=syntax) as dag:
+        operator = send_operator(dag)
+    assert rendering(operator, [value]) == airflow_rendering(operator, [value]) != [value]
