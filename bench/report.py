@@ -34,6 +34,20 @@ def busy(share: float | None) -> str:
     return "" if share is None else f"sandbox process busy {share:.0%} of a CPU"
 
 
+def hook_rows(label: str, figures: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """A send comparison's TwilioHook time against the plain asyncio client and against the limit."""
+    hook = seconds(figures["hook_s"])
+    return [
+        (
+            f"{label}: TwilioHook",
+            hook,
+            f"plain asyncio client {seconds(figures['plain_client_s'])}",
+            f"{figures['hook_of_plain']:.2f}x",
+        ),
+        (f"{label}: TwilioHook", hook, f"limit {seconds(figures['limit_s'])}", f"{figures['hook_of_limit']:.2f}x"),
+    ]
+
+
 def rows() -> list[tuple[str, str, str, str]]:
     send, before = load("whatsapp_send"), load("whatsapp_send_before")
     table: list[tuple[str, str, str, str]] = []
@@ -84,22 +98,7 @@ def rows() -> list[tuple[str, str, str, str]]:
     if main:
         count = main["recipients"]
         label = f"Send {count:,} (cap {cap}, {latency * 1000:.0f} ms)"
-        table.append(
-            (
-                f"{label}: TwilioHook",
-                seconds(main["hook_s"]),
-                f"plain asyncio client {seconds(main['plain_client_s'])}",
-                f"{main['hook_of_plain']:.2f}x",
-            )
-        )
-        table.append(
-            (
-                f"{label}: TwilioHook",
-                seconds(main["hook_s"]),
-                f"limit {seconds(main['limit_s'])}",
-                f"{main['hook_of_limit']:.2f}x",
-            )
-        )
+        table += hook_rows(label, main)
         table.append(
             (
                 f"{label}: plain asyncio client",
@@ -149,22 +148,7 @@ def rows() -> list[tuple[str, str, str, str]]:
     slow = send.get("send_slow_server") or {}
     if slow:
         label = f"Send {slow['recipients']:,} (cap {cap}, {slow['latency_s'] * 1000:.0f} ms: the sandbox keeps up)"
-        table.append(
-            (
-                f"{label}: TwilioHook",
-                seconds(slow["hook_s"]),
-                f"plain asyncio client {seconds(slow['plain_client_s'])}",
-                f"{slow['hook_of_plain']:.2f}x",
-            )
-        )
-        table.append(
-            (
-                f"{label}: TwilioHook",
-                seconds(slow["hook_s"]),
-                f"limit {seconds(slow['limit_s'])}",
-                f"{slow['hook_of_limit']:.2f}x",
-            )
-        )
+        table += hook_rows(label, slow)
         old = before.get("send_slow_server") or {}
         if old:
             table.append(

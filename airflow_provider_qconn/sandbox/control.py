@@ -507,13 +507,13 @@ async def mailbox_events(request: Request) -> Response:
 
 async def twilio_messages(request: Request) -> Response:
     """Every message with its status now and what was sent (content SID and variables)."""
-    from airflow_provider_qconn.sandbox.twilio import render_message
+    from airflow_provider_qconn.sandbox.twilio import render_message, status_delays
 
     state = state_of(request)
-    now = state.now()
+    now, delays = state.now(), status_delays(state)
     messages = []
     for message in state.docs("SELECT doc FROM messages ORDER BY seq"):
-        rendered = render_message(state, message, now)
+        rendered = render_message(state, message, now, delays)
         rendered["content_sid"] = message.get("_content_sid")
         rendered["content_variables"] = message.get("_content_variables")
         messages.append(rendered)

@@ -138,7 +138,7 @@ def _valid_e164(number: str) -> bool:
     return phonenumbers.is_possible_number(parsed)
 
 
-def _delays(state: State) -> dict[str, float]:
+def status_delays(state: State) -> dict[str, float]:
     """When each status is reached, in seconds after the create: the ``status_delays`` setting, and for the
     steps it leaves out their defaults, moved so that no step comes before an earlier one."""
     given = {step: float(delay) for step, delay in state.get_setting("status_delays", {}).items()}
@@ -154,7 +154,7 @@ def _delays(state: State) -> dict[str, float]:
 
 
 def _timeline(delays: dict[str, float], message: dict[str, Any]) -> list[tuple[float, str]]:
-    """The (time, status) steps of a message, from its creation to its final status, at these ``_delays``.
+    """The (time, status) steps of a message, from its creation to its final status, at these ``status_delays``.
 
     Twilio's path: accepted (Messaging Service) -> queued -> sending -> sent -> delivered -> read, or
     undelivered after sent. ``failed`` means the message could not be sent: it comes instead of ``sent``.
@@ -185,10 +185,10 @@ def render_message(
 ) -> dict[str, Any]:
     """A message resource as Twilio returns it at the sandbox clock's current time.
 
-    ``now`` and ``delays`` (the ``_delays`` of the settings) may be given when many messages are rendered.
+    ``now`` and ``delays`` (``status_delays`` of the settings) may be given when many messages are rendered.
     """
     now = state.now() if now is None else now
-    reached = [(when, status) for when, status in _timeline(delays or _delays(state), message) if when <= now]
+    reached = [(when, status) for when, status in _timeline(delays or status_delays(state), message) if when <= now]
     updated, status = reached[-1]
     sent_at = next((when for when, step in reached if step == "sent"), None)
     fate = message.get("_fate") or {}
@@ -396,7 +396,7 @@ async def list_messages(request: Request, state: State, account: dict[str, Any])
     params = request.query_params
     page_size, page, after_sid = _paging(params)
     now = state.now()
-    delays = _delays(state)
+    delays = status_delays(state)
     where = ["account_sid = :account"]
     args: dict[str, Any] = {"account": account["sid"], "sent_delay": delays["sent"], "now": now}
     for name, column in (("To", "to_addr"), ("From", "from_addr")):
